@@ -1,0 +1,178 @@
+"""Dense image features on the 14-px token grid.
+
+Two backbones share one interface, `forward(images (B, 3, H, W)) -> (B, C, H/14, W/14)`
+with H and W multiples of 14 and images ImageNet-normalised:
+
+- `DinoV2Backbone`: DINOv2 through timm (every size, with or without registers), last
+  layer after the final norm, patch tokens only, as the publication uses it.
+- `HandcraftedBackbone`: colour, brightness and gradient statistics per patch, no weights.
+  It is the offline default: it runs anywhere, instantly, and with a trained head it
+  matches objects on the synthetic benchmark. It is no substitute for DINOv2 on real video.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BackboneConfig
+from .errors import WeightsNotFoundError
+
+PATCH_SIZE = 14
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DINOV2_MODELS = {
+    "vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_large_patch14_dinov2",
+    "vit_giant_patch14_dinov2", "vit_small_patch14_reg4_dinov2", "vit_base_patch14_reg4_dinov2",
+    "vit_large_patch14_reg4_dinov2", "vit_giant_patch14_reg4_dinov2",
+}
+_WEIGHTS_HELP = (
+    "Download the DINOv2 weights on a machine with internet access, e.g.\n"
+    "  python -c \"import timm; timm.create_model('{model}', pretrained=True)\"  (fills timm's cache), or\n"
+    "  wget https://dl.fbaipublicfiles.com/dinov2/... (the original .pth from facebookresearch/dinov2),\n"
+    "and point backbone.weights (or --backbone-weights) at the file."
+)
+
+
+def model_input_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """The (height, width) an image is resized to before the backbone.
+
+    Downscale (never upscale) so that the longer side is at most max_side, then floor each
+    side to a multiple of 14: 704x704 -> 700x700 and 540x960 -> 532x952, as published.
+    """
+    scale = min(1.0, max_side / max(height, width))
+    new_h = max(PATCH_SIZE, int(round(height * scale)) // PATCH_SIZE * PATCH_SIZE)
+    new_w = max(PATCH_SIZE, int(round(width * scale)) // PATCH_SIZE * PATCH_SIZE)
+    return new_h, new_w
+
+
+def preprocess(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> (1, 3, h, w) float32, resized to size and ImageNet-normalised."""
+    h, w = size
+    if image.shape[:2] != (h, w):
+        shrinking = h * w < image.shape[0] * image.shape[1]
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return ((tensor - mean) / std).unsqueeze(0)
+
+
+class DinoV2Backbone(nn.Module):
+    """Frozen DINOv2 ViT from timm; returns patch tokens (B, C, H/14, W/14)."""
+
+    def __init__(self, model_name: str = "vit_base_patch14_reg4_dinov2", weights: str | None = None):
+        super().__init__()
+        import timm  # heavy import, only when DINOv2 is used
+
+        if model_name not in DINOV2_MODELS:
+            raise WeightsNotFoundError(f"unknown DINOv2 model {model_name!r}; choose one of {sorted(DINOV2_MODELS)}")
+        kwargs = dict(pretrained=True, num_classes=0, dynamic_img_size=True)
+        if weights is not None:
+            if not os.path.isfile(weights):
+                raise WeightsNotFoundError(f"DINOv2 weights file not found: {weights}\n"
+                                           + _WEIGHTS_HELP.format(model=model_name))
+            kwargs["pretrained_cfg_overlay"] = dict(file=weights)
+        try:
+            self.model = timm.create_model(model_name, **kwargs)
+        except Exception as error:  # timm raises many types: hub errors, unpickling, key mismatches
+            where = weights or f"timm's cache (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})"
+            raise WeightsNotFoundError(
+                f"could not load DINOv2 weights for {model_name} from {where}: "
+                f"{type(error).__name__}: {str(error)[:300]}\n" + _WEIGHTS_HELP.format(model=model_name)
+            ) from None
+        self.model.eval().requires_grad_(False)
+        self.embed_dim = self.model.num_features
+        self.num_prefix_tokens = self.model.num_prefix_tokens
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W), H and W multiples of 14 -> tokens (B, C, H/14, W/14)."""
+        b, _, h, w = images.shape
+        tokens = self.model.forward_features(images)  # (B, prefix + h*w/196, C), after the final norm
+        patches = tokens[:, self.num_prefix_tokens:]
+        return patches.transpose(1, 2).reshape(b, self.embed_dim, h // PATCH_SIZE, w // PATCH_SIZE)
+
+
+class HandcraftedBackbone(nn.Module):
+    """Weight-free dense features: photometrically normalised colour, a soft hue histogram,
+    brightness levels and gradient orientations, averaged per 14-px patch and over a 3x3
+    patch neighbourhood, then standardised per image. embed_dim = 2 * 30 = 60.
+
+    Gray-world normalisation (each channel divided by its image mean) cancels the per-camera
+    exposure and white balance differences, so the same object gives similar features in
+    both cameras.
+    """
+
+    hue_bins = 12
+    level_bins = 4
+    orientation_bins = 8
+
+    def __init__(self):
+        super().__init__()
+        per_scale = 6 + self.hue_bins + self.level_bins + self.orientation_bins
+        self.embed_dim = 2 * per_scale
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+        self.register_buffer("sobel", torch.stack([sobel, sobel.t()]).unsqueeze(1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) ImageNet-normalised -> features (B, 60, H/14, W/14)."""
+        rgb = (images * self.std + self.mean).clamp(0.0, 1.0)
+        rgb = F.avg_pool2d(rgb, 2)  # half resolution: 4x less work, patch statistics barely change
+        rgb = rgb / (rgb.mean(dim=(2, 3), keepdim=True) + 1e-3) * 0.5  # gray world
+        pixels = self._pixel_features(rgb)  # (B, 30, H/2, W/2)
+        patches = F.avg_pool2d(pixels, PATCH_SIZE // 2)  # (B, 30, h, w)
+        neighbourhood = F.avg_pool2d(patches, 3, stride=1, padding=1, count_include_pad=False)
+        features = torch.cat([patches, neighbourhood], dim=1)
+        mean = features.mean(dim=(2, 3), keepdim=True)
+        std = features.std(dim=(2, 3), keepdim=True) + 1e-4
+        return (features - mean) / std
+
+    def _pixel_features(self, rgb: torch.Tensor) -> torch.Tensor:
+        r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+        intensity = (r + g + b) / 3.0
+        total = r + g + b + 1e-3
+        opponent_rg = r - g
+        opponent_yb = (r + g) / 2.0 - b
+        saturation = torch.sqrt(opponent_rg ** 2 + opponent_yb ** 2)
+        hue = torch.atan2(opponent_yb, opponent_rg)  # (-pi, pi]
+        colour = [r / total, g / total, opponent_rg, opponent_yb, torch.log(intensity + 0.02), saturation]
+
+        # soft (linear-interpolated) hue histogram weighted by saturation
+        position = (hue + math.pi) / (2 * math.pi) * self.hue_bins
+        centres = torch.arange(self.hue_bins, device=rgb.device).view(1, -1, 1, 1) + 0.5
+        distance = torch.remainder(position - centres + self.hue_bins / 2, self.hue_bins) - self.hue_bins / 2
+        hue_hist = (1.0 - distance.abs()).clamp(min=0.0) * saturation.clamp(max=1.0) * 2.0
+
+        levels = torch.linspace(0.0, 1.0, self.level_bins, device=rgb.device).view(1, -1, 1, 1)
+        level_hist = (1.0 - (intensity.clamp(0, 1) - levels).abs() * (self.level_bins - 1)).clamp(min=0.0)
+
+        gradient = F.conv2d(F.pad(intensity, (1, 1, 1, 1), mode="replicate"), self.sobel)
+        magnitude = gradient.norm(dim=1, keepdim=True)
+        angle = torch.atan2(gradient[:, 1:2], gradient[:, 0:1])
+        position = torch.remainder(angle, math.pi) / math.pi * self.orientation_bins  # unsigned orientation
+        centres = torch.arange(self.orientation_bins, device=rgb.device).view(1, -1, 1, 1) + 0.5
+        distance = torch.remainder(position - centres + self.orientation_bins / 2,
+                                   self.orientation_bins) - self.orientation_bins / 2
+        orientation_hist = (1.0 - distance.abs()).clamp(min=0.0) * magnitude * 4.0
+
+        return torch.cat(colour + [hue_hist, level_hist, orientation_hist], dim=1)
+
+
+def build_backbone(config: BackboneConfig) -> nn.Module:
+    """Backbone from its config section; raises WeightsNotFoundError for missing weights."""
+    if config.kind == "handcrafted":
+        return HandcraftedBackbone()
+    return DinoV2Backbone(config.model, config.weights)

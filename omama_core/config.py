@@ -1,0 +1,209 @@
+"""Matcher configuration: dataclasses, read from YAML, with named configs that ship inside
+the package (omama_core/configs/NAME.yaml).
+
+Relative paths in a YAML file are resolved against the file's folder, so a config and its
+weights can travel together. Unknown keys are an error (a typo must not silently fall back
+to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DIRECTIONS = ("ego2exo", "exo2ego")
+
+
+@dataclass
+class BackboneConfig:
+    """Dense feature extractor.
+
+    kind: "dinov2" (timm DINOv2, any size, with or without registers) or "handcrafted"
+    (no weights, for offline use). model: the timm model name. weights: a local .pth or
+    .safetensors file (original facebookresearch or timm layout); None means timm's cache.
+    """
+
+    kind: str = "dinov2"
+    model: str = "vit_base_patch14_reg4_dinov2"
+    weights: str | None = None
+
+
+@dataclass
+class SizingConfig:
+    """How images are resized before the backbone.
+
+    Each image is downscaled (never upscaled) so that its longer side is at most the view's
+    max_side, then each side is floored to a multiple of the 14-px patch. For the published
+    frames (ego 704x704, exo 960x540) this gives the published 700x700 and 952x532.
+    """
+
+    ego_max_side: int = 704
+    exo_max_side: int = 960
+
+
+@dataclass
+class ProposalsConfig:
+    """Class-agnostic mask candidates for the target image.
+
+    kind: "fastsam" (ultralytics, local .pt weights) or "classical" (scikit-image, no
+    weights). imgsz, conf, iou, max_masks: FastSAM's own defaults as the paper used them.
+    min_area_frac / max_area_frac drop candidates that are tiny or cover most of the image.
+    scales: Felzenszwalb scales of the classical generator (one segmentation per scale).
+    """
+
+    kind: str = "fastsam"
+    weights: str | None = None
+    imgsz: int = 1024
+    conf: float = 0.4
+    iou: float = 0.9
+    max_masks: int = 100
+    min_area_frac: float = 0.0002
+    max_area_frac: float = 0.5
+    scales: list[float] = field(default_factory=lambda: [150.0, 400.0, 1000.0])
+    max_side: int = 480
+
+
+@dataclass
+class HeadConfig:
+    """Matching head. kind: "knn" (cosine of raw descriptors, no training), "official"
+    (the authors' released checkpoint) or "trained" (a checkpoint written by `omama train`).
+    checkpoint: one path, or a mapping direction -> path for per-direction models."""
+
+    kind: str = "knn"
+    checkpoint: str | dict[str, str] | None = None
+
+
+@dataclass
+class MatcherConfig:
+    """Everything that defines a matcher. See omama_core/configs/*.yaml for examples."""
+
+    name: str = "custom"
+    direction: str = "ego2exo"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    sizing: SizingConfig = field(default_factory=SizingConfig)
+    proposals: ProposalsConfig = field(default_factory=ProposalsConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    context_px: int = 100
+    visibility_threshold: float = 0.5
+
+    def validate(self) -> "MatcherConfig":
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
+        if self.backbone.kind not in ("dinov2", "handcrafted"):
+            raise ConfigError(f"backbone.kind must be 'dinov2' or 'handcrafted', got {self.backbone.kind!r}")
+        if self.proposals.kind not in ("fastsam", "classical"):
+            raise ConfigError(f"proposals.kind must be 'fastsam' or 'classical', got {self.proposals.kind!r}")
+        if self.head.kind not in ("knn", "official", "trained"):
+            raise ConfigError(f"head.kind must be 'knn', 'official' or 'trained', got {self.head.kind!r}")
+        if self.head.kind != "knn" and not self.head.checkpoint:
+            raise ConfigError(f"head.kind {self.head.kind!r} needs head.checkpoint (a path)")
+        if self.context_px < 0:
+            raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
+        return self
+
+    def head_checkpoint(self, direction: str | None = None) -> str | None:
+        """The head checkpoint path for a direction (mappings are keyed by direction)."""
+        checkpoint = self.head.checkpoint
+        if isinstance(checkpoint, dict):
+            direction = direction or self.direction
+            if direction not in checkpoint:
+                raise ConfigError(f"head.checkpoint has no entry for direction {direction!r} "
+                                  f"(has {sorted(checkpoint)})")
+            return checkpoint[direction]
+        return checkpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def available_configs() -> list[str]:
+    """Names of the configs that ship inside the package."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> MatcherConfig:
+    """Load a named config or a YAML file, apply dotted overrides ({"proposals.conf": 0.2}).
+
+    Raises ConfigError naming the available configs when the name is unknown.
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown config {str(name_or_path)!r}: not a file, and not one of the "
+                              f"shipped configs {available_configs()}")
+    elif not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    data.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    config = config_from_dict(data)
+    _resolve_paths(config, path.parent)
+    return config.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> MatcherConfig:
+    """Build a MatcherConfig from a nested dict; unknown keys raise ConfigError."""
+    return _build(MatcherConfig, data, "")
+
+
+def _build(cls, data: dict[str, Any], prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config keys {[prefix + k for k in unknown]}; "
+                          f"known in this section: {sorted(fields)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            value = _build(type(default), value, f"{prefix}{key}.")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        data = data.setdefault(parent, {})
+    data[leaf] = value
+
+
+def _resolve(path: str | None, base: Path) -> str | None:
+    if path is None or os.path.isabs(os.path.expanduser(path)):
+        return os.path.expanduser(path) if path else path
+    return str((base / path).resolve())
+
+
+def _resolve_paths(config: MatcherConfig, base: Path) -> None:
+    config.backbone.weights = _resolve(config.backbone.weights, base)
+    config.proposals.weights = _resolve(config.proposals.weights, base)
+    if isinstance(config.head.checkpoint, dict):
+        config.head.checkpoint = {k: _resolve(v, base) for k, v in config.head.checkpoint.items()}
+    else:
+        config.head.checkpoint = _resolve(config.head.checkpoint, base)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse command-line `key=value` overrides; values are read as YAML (numbers, lists...)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. proposals.conf=0.2)")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides

@@ -1,0 +1,262 @@
+"""Matcher: source image + query masks + target image -> the matching mask in the target.
+
+    matcher = Matcher.from_config("default")
+    results = matcher.match(source_image, source_masks, target_image)
+
+All queries of one call share one backbone pass per image and one proposal pass (compute
+once, query many). The stages are timed per call.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backbone import build_backbone, model_input_size, preprocess
+from .config import HeadConfig, MatcherConfig, config_from_dict, load_config
+from .encoder import mask_context_descriptors
+from .errors import ConfigError, DeviceError, InputError
+from .head import MatchingHead, _load
+from .image_io import as_mask_stack, to_rgb_uint8
+from .proposals import Proposals, build_proposals
+
+
+@dataclass
+class MatchResult:
+    """The answer for one query. mask: (Ht, Wt) bool, all False when not visible."""
+
+    mask: np.ndarray
+    score: float
+    visible: bool
+    visibility: float
+    box: tuple[int, int, int, int] | None
+    candidate: int
+    num_candidates: int
+    timings: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+    def to_json(self) -> dict:
+        """The result without the mask, for printing and logs."""
+        return {"visible": self.visible, "score": round(self.score, 4), "visibility": round(self.visibility, 4),
+                "box": list(self.box) if self.box else None, "candidate": self.candidate,
+                "num_candidates": self.num_candidates, "reason": self.reason,
+                "timings_ms": {k: round(v, 1) for k, v in self.timings.items()}}
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; an explicit cuda without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} was asked for but CUDA is not available on this machine "
+                              "(no GPU or no driver); use --device cpu or --device auto")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(H, W) bool -> (x0, y0, x1, y1) with exclusive right/bottom, None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+class Matcher:
+    """Object mask matching between an ego and an exo view (O-MaMa)."""
+
+    def __init__(self, config: MatcherConfig, backbone: torch.nn.Module, proposals, head: MatchingHead | None,
+                 device: torch.device, half: bool = False):
+        self.config = config
+        self.device = device
+        self.backbone = backbone.to(device).eval()
+        self.proposals = proposals
+        self.head = head.to(device).eval() if head is not None else None
+        self.visibility_threshold = float(config.visibility_threshold)
+        self.half = half and device.type == "cuda"
+        if half and not self.half:
+            warnings.warn("half precision is only used on CUDA; running in float32 on the CPU", stacklevel=2)
+
+    @classmethod
+    def from_config(cls, name_or_path: str = "default", device: str = "auto", direction: str | None = None,
+                    overrides: dict | None = None, half: bool = False) -> "Matcher":
+        """Build a matcher from a shipped config name, a YAML file or an `omama train`
+        checkpoint (.pt, which embeds its config). See docs/api.md."""
+        config, head = _config_and_head(str(name_or_path), direction, overrides)
+        torch_device = resolve_device(device)
+        backbone = build_backbone(config.backbone)
+        proposals = build_proposals(config.proposals, device=str(torch_device))
+        if head is None and config.head.kind == "official":
+            head = MatchingHead.from_official(config.head_checkpoint())
+        elif head is None and config.head.kind == "trained":
+            head = MatchingHead.from_checkpoint(config.head_checkpoint())
+        if head is not None and head.dim != backbone.embed_dim:
+            raise ConfigError(f"the head expects {head.dim}-channel features but backbone "
+                              f"{config.backbone.kind}/{config.backbone.model} gives {backbone.embed_dim}")
+        return cls(config, backbone, proposals, head, torch_device, half=half)
+
+    # ---- stages ------------------------------------------------------------------------
+    def _view_max_side(self, view: str) -> int:
+        return self.config.sizing.ego_max_side if view == "ego" else self.config.sizing.exo_max_side
+
+    @torch.no_grad()
+    def dense_features(self, image: np.ndarray, view: str) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, C, h, w) tokens for the given view ("ego" or "exo")."""
+        size = model_input_size(image.shape[0], image.shape[1], self._view_max_side(view))
+        with self._autocast():
+            tokens = self.backbone(preprocess(image, size).to(self.device))
+        return tokens.float()
+
+    def candidates(self, image: np.ndarray) -> Proposals:
+        """Mask candidates of the target image."""
+        return self.proposals(image)
+
+    @contextmanager
+    def _autocast(self):
+        if self.half:
+            with torch.autocast("cuda", dtype=torch.float16):
+                yield
+        else:
+            yield
+
+    # ---- the public call ---------------------------------------------------------------
+    @torch.no_grad()
+    def match(self, source_image: np.ndarray, source_masks: np.ndarray, target_image: np.ndarray) -> list[MatchResult]:
+        """Find each source mask's object in the target image.
+
+        Args:
+            source_image: (Hs, Ws, 3) uint8 RGB (gray, RGBA and 16-bit are converted).
+            source_masks: (K, Hs, Ws) or (Hs, Ws) bool query masks.
+            target_image: (Ht, Wt, 3) uint8 RGB.
+        Returns:
+            K MatchResults in query order.
+        """
+        clock = _Clock()
+        source_image = to_rgb_uint8(source_image, "source image")
+        target_image = to_rgb_uint8(target_image, "target image")
+        masks = as_mask_stack(source_masks)
+        if masks.shape[1:] != source_image.shape[:2]:
+            raise InputError(f"source mask size {masks.shape[2]}x{masks.shape[1]} (WxH) differs from the source "
+                             f"image size {source_image.shape[1]}x{source_image.shape[0]} (WxH)")
+        source_view, target_view = self.config.direction[:3], self.config.direction[-3:]
+        height, width = target_image.shape[:2]
+        empty = ~masks.any(axis=(1, 2))
+
+        source_tokens = self.dense_features(source_image, source_view)
+        clock.lap("backbone_source")
+        target_tokens = self.dense_features(target_image, target_view)
+        clock.lap("backbone_target")
+        proposals = self.candidates(target_image)
+        clock.lap("proposals")
+        if len(proposals) == 0 or empty.all():
+            reason = "no mask candidates in the target image" if len(proposals) == 0 else None
+            return [self._not_visible(height, width, len(proposals), clock.timings(), reason or "empty query mask")
+                    for _ in masks]
+
+        context = self.config.context_px
+        source_desc = mask_context_descriptors(source_tokens[0], masks, source_image.shape[:2], context_px=context)
+        candidate_desc = mask_context_descriptors(target_tokens[0], proposals.masks, (height, width),
+                                                  boxes=proposals.boxes, context_px=context)
+        clock.lap("encoder")
+        scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
+        clock.lap("head")
+
+        timings = clock.timings()
+        results = []
+        for k in range(len(masks)):
+            if empty[k]:
+                results.append(self._not_visible(height, width, len(proposals), timings, "empty query mask"))
+                continue
+            best = int(scores[k].argmax())
+            score = float(scores[k, best])
+            visible = bool(visibility[k] >= self.visibility_threshold)
+            mask = proposals.masks[best] if visible else np.zeros((height, width), bool)
+            results.append(MatchResult(
+                mask=mask, score=score, visible=visible, visibility=float(visibility[k]),
+                box=mask_box(mask) if visible else None, candidate=best if visible else -1,
+                num_candidates=len(proposals), timings=dict(timings),
+                reason=None if visible else f"visibility {float(visibility[k]):.3f} below threshold "
+                                            f"{self.visibility_threshold:.3f}"))
+        return results
+
+    def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
+               target_tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 2C), (N, 2C) descriptors -> scores (K, N) and visibility (K,) as numpy.
+
+        Visibility is the learned probability when the head has that output; otherwise the
+        best cosine score (the k-NN variant and the published model have no visibility)."""
+        if self.head is None:
+            source = torch.nn.functional.normalize(source_desc, dim=-1)
+            candidates = torch.nn.functional.normalize(candidate_desc, dim=-1)
+            scores = source @ candidates.T
+            return scores.cpu().numpy(), scores.max(dim=1).values.cpu().numpy()
+        with self._autocast():
+            sources = self.head.embed_sources(source_desc[None], target_tokens)[0]  # (K, D)
+            candidates = self.head.embed_candidates(candidate_desc[None], source_tokens)[0]  # (N, D)
+            scores = (sources @ candidates.T).float()
+            if self.head.visibility is not None:
+                visibility = torch.sigmoid(self.head.visibility_logit(sources.float(), scores).float())
+            else:
+                visibility = scores.max(dim=1).values
+        return scores.cpu().numpy(), visibility.cpu().numpy()
+
+    @staticmethod
+    def _not_visible(height: int, width: int, num_candidates: int, timings: dict, reason: str) -> MatchResult:
+        return MatchResult(mask=np.zeros((height, width), bool), score=-1.0, visible=False, visibility=0.0,
+                           box=None, candidate=-1, num_candidates=num_candidates, timings=dict(timings), reason=reason)
+
+
+class _Clock:
+    """Milliseconds per stage, plus the total."""
+
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = (now - self.last) * 1000.0
+        self.last = now
+
+    def timings(self) -> dict[str, float]:
+        return {**self.laps, "total": (time.perf_counter() - self.start) * 1000.0}
+
+
+def _config_and_head(name_or_path: str, direction: str | None, overrides: dict | None):
+    """Resolve a config name/YAML, or a training checkpoint that embeds its config and head."""
+    overrides = dict(overrides or {})
+    if direction is not None:
+        overrides["direction"] = direction
+    if Path(name_or_path).suffix in (".pt", ".pth"):
+        payload = _load(name_or_path, "cpu")
+        if not isinstance(payload, dict) or "config" not in payload:
+            raise ConfigError(f"{name_or_path} is not an `omama train` checkpoint (it has no embedded config); "
+                              "for the authors' released weights use a YAML config with head.kind: official")
+        data = payload["config"]
+        for key, value in overrides.items():
+            section = data
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                section = section.setdefault(parent, {})
+            section[leaf] = value
+        config = config_from_dict(data)
+        config.head = HeadConfig(kind="trained", checkpoint=name_or_path)  # the head is this file itself
+        config.validate()
+        if payload.get("direction") and config.direction != payload["direction"]:
+            warnings.warn(f"{name_or_path} was trained for {payload['direction']} but is used for {config.direction}",
+                          stacklevel=3)
+        return config, MatchingHead.from_checkpoint(name_or_path)
+    return load_config(name_or_path, overrides), None

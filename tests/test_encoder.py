@@ -1,0 +1,97 @@
+"""The Mask-Context Encoder against a loop-by-loop reference of the published formulas."""
+
+import math
+
+import numpy as np
+import torch
+
+from omama_core.encoder import mask_context_descriptors
+
+
+def reference_bilinear(features: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resize with align_corners=False, written from its definition."""
+    c, h, w = features.shape
+    out = np.zeros((c, out_h, out_w))
+    for i in range(out_h):
+        sy = max((i + 0.5) * h / out_h - 0.5, 0.0)
+        y0 = min(int(math.floor(sy)), h - 1)
+        y1 = min(y0 + 1, h - 1)
+        fy = sy - y0
+        for j in range(out_w):
+            sx = max((j + 0.5) * w / out_w - 0.5, 0.0)
+            x0 = min(int(math.floor(sx)), w - 1)
+            x1 = min(x0 + 1, w - 1)
+            fx = sx - x0
+            out[:, i, j] = ((1 - fy) * ((1 - fx) * features[:, y0, x0] + fx * features[:, y0, x1])
+                            + fy * ((1 - fx) * features[:, y1, x0] + fx * features[:, y1, x1]))
+    return out
+
+
+def reference_descriptors(features: np.ndarray, masks: np.ndarray, context_px: int) -> np.ndarray:
+    c, h, w = features.shape
+    height, width = masks.shape[1:]
+    gh, gw = h * 14 // 4, w * 14 // 4
+    grid = reference_bilinear(features, gh, gw)
+    out = []
+    for mask in masks:
+        # nearest resize: source index floor(dst * in / out)
+        small = np.zeros((gh, gw), bool)
+        for i in range(gh):
+            for j in range(gw):
+                small[i, j] = mask[min(int(math.floor(i * height / gh)), height - 1),
+                                   min(int(math.floor(j * width / gw)), width - 1)]
+        obj = grid[:, small].mean(axis=1) if small.any() else np.zeros(c)
+        ys, xs = np.nonzero(mask)
+        x, y, bw, bh = xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()
+        x1, x2 = min(max(x - context_px, 0), width), min(max(x + bw + context_px, 0), width)
+        y1, y2 = min(max(y - context_px, 0), height), min(max(y + bh + context_px, 0), height)
+        r0, c0 = y1 // 4, x1 // 4
+        r1, c1 = max(r0 + 1, y2 // 4), max(c0 + 1, x2 // 4)
+        r0, c0 = min(r0, gh - 1), min(c0, gw - 1)
+        r1, c1 = min(max(r1, r0 + 1), gh), min(max(c1, c0 + 1), gw)
+        ctx = grid[:, r0:r1, c0:c1].reshape(c, -1).mean(axis=1)
+        out.append(np.concatenate([obj, ctx]))
+    return np.stack(out)
+
+
+def _masks(height, width, rng):
+    masks = np.zeros((4, height, width), bool)
+    masks[0, 10:40, 20:70] = True  # a box
+    yy, xx = np.mgrid[:height, :width]
+    masks[1] = (yy - height * 0.6) ** 2 + (xx - width * 0.3) ** 2 < 15 ** 2  # a disc
+    masks[2, height - 6:, width - 9:] = True  # in the corner: the context box hits the border
+    masks[3] = rng.random((height, width)) > 0.97  # scattered pixels
+    return masks
+
+
+def test_descriptors_equal_reference_square_grid():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 5, 5)).astype(np.float32)  # a 70x70 image's tokens
+    masks = _masks(72, 72, rng)  # image not a multiple of 14, as the published 704
+    ours = mask_context_descriptors(torch.from_numpy(features), masks, (72, 72), context_px=10).numpy()
+    np.testing.assert_allclose(ours, reference_descriptors(features, masks, 10), atol=1e-4)
+
+
+def test_descriptors_equal_reference_wide_grid_default_context():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(6, 4, 7)).astype(np.float32)
+    masks = _masks(60, 100, rng)
+    ours = mask_context_descriptors(torch.from_numpy(features), masks, (60, 100)).numpy()
+    np.testing.assert_allclose(ours, reference_descriptors(features, masks, 100), atol=1e-4)
+
+
+def test_empty_mask_gives_zero_object_descriptor_and_explicit_boxes_are_used():
+    features = torch.ones(3, 4, 4)
+    masks = np.zeros((2, 56, 56), bool)
+    masks[1, 5:9, 5:9] = True
+    boxes = np.array([[0, 0, 0, 0], [40, 40, 10, 10]], np.float32)
+    out = mask_context_descriptors(features, masks, (56, 56), boxes=boxes, context_px=0).numpy()
+    np.testing.assert_allclose(out[0, :3], 0.0)
+    np.testing.assert_allclose(out[1], 1.0, atol=1e-6)  # constant features: every mean is 1
+
+
+def test_mask_size_must_match_image():
+    import pytest
+
+    with pytest.raises(ValueError, match="masks must be"):
+        mask_context_descriptors(torch.zeros(3, 4, 4), np.zeros((1, 50, 56), bool), (56, 56))
