@@ -80,6 +80,11 @@ class DinoV2Backbone(nn.Module):
                 raise WeightsNotFoundError(f"DINOv2 weights file not found: {weights}\n"
                                            + _WEIGHTS_HELP.format(model=model_name))
             kwargs["pretrained_cfg_overlay"] = dict(file=weights)
+        elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model_name):
+            # fail before building the model: timm would only find out after seconds
+            raise WeightsNotFoundError(f"no DINOv2 weights for {model_name}: backbone.weights is not set and "
+                                       "timm's cache has none (hub downloads are off)\n"
+                                       + _WEIGHTS_HELP.format(model=model_name))
         try:
             self.model = timm.create_model(model_name, **kwargs)
         except Exception as error:  # timm raises many types: hub errors, unpickling, key mismatches
@@ -169,6 +174,16 @@ class HandcraftedBackbone(nn.Module):
         orientation_hist = (1.0 - distance.abs()).clamp(min=0.0) * magnitude * 4.0
 
         return torch.cat(colour + [hue_hist, level_hist, orientation_hist], dim=1)
+
+
+def _in_hub_cache(model_name: str) -> bool:
+    """Whether timm's pretrained weights for model_name are in the local Hugging Face cache."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = timm.models.get_pretrained_cfg(model_name).hf_hub_id
+    return any(isinstance(try_to_load_from_cache(hub_id, name), str)
+               for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
 
 
 def build_backbone(config: BackboneConfig) -> nn.Module:

@@ -56,7 +56,8 @@ class ProposalsConfig:
     kind: "fastsam" (ultralytics, local .pt weights) or "classical" (scikit-image, no
     weights). imgsz, conf, iou, max_masks: FastSAM's own defaults as the paper used them.
     min_area_frac / max_area_frac drop candidates that are tiny or cover most of the image.
-    scales: Felzenszwalb scales of the classical generator (one segmentation per scale).
+    segment_scale: Felzenszwalb scale of the classical generator's leaf regions;
+    max_side: the classical generator segments a copy downscaled to this longer side.
     """
 
     kind: str = "fastsam"
@@ -67,7 +68,7 @@ class ProposalsConfig:
     max_masks: int = 100
     min_area_frac: float = 0.0002
     max_area_frac: float = 0.5
-    scales: list[float] = field(default_factory=lambda: [150.0, 400.0, 1000.0])
+    segment_scale: float = 100.0
     max_side: int = 480
 
 

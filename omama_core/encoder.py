@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbone import PATCH_SIZE
-from .proposals import boxes_from_masks
+from .masks import boxes_from_masks, resize_nearest
 
 GRID_STRIDE = 4  # pixels per cell of the grid on which descriptors are pooled
 
@@ -23,20 +23,6 @@ def pooling_grid_size(token_hw: tuple[int, int]) -> tuple[int, int]:
     """(h, w) tokens -> (h*14/4, w*14/4) cells of the 4-px pooling grid (floored)."""
     h, w = token_hw
     return h * PATCH_SIZE // GRID_STRIDE, w * PATCH_SIZE // GRID_STRIDE
-
-
-def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
-    """Source indices that torch's interpolate(mode="nearest") picks when resizing size_in
-    to size_out. Taken from torch itself so that the resize is bit-identical to it."""
-    source = torch.arange(size_in, dtype=torch.float32).view(1, 1, size_in)
-    return F.interpolate(source, size=size_out, mode="nearest").view(-1).long().numpy()
-
-
-def resize_masks_nearest(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) bool -> (N, h, w) bool, identical to torch interpolate mode "nearest"."""
-    rows = nearest_indices(masks.shape[1], size[0])
-    cols = nearest_indices(masks.shape[2], size[1])
-    return masks[:, rows][:, :, cols]
 
 
 def context_cells(boxes: np.ndarray, image_hw: tuple[int, int], grid_hw: tuple[int, int],
@@ -83,9 +69,23 @@ def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw
     if boxes is None:
         boxes = boxes_from_masks(masks)
     grid_hw = pooling_grid_size(features.shape[1:])
-    grid = F.interpolate(features[None], size=grid_hw, mode="bilinear", align_corners=False)[0]  # (C, gh, gw)
+    return pooled_descriptors(features, resize_nearest(masks, grid_hw), boxes, image_hw, context_px)
 
-    object_weights = torch.from_numpy(resize_masks_nearest(masks, grid_hw)).to(grid)  # (N, gh, gw)
+
+def proposal_descriptors(features: torch.Tensor, proposals, context_px: int = 100) -> torch.Tensor:
+    """mask_context_descriptors of a Proposals container (its boxes, its masks), without
+    building full-size masks: (C, h, w) features -> (N, 2C)."""
+    grid_masks = proposals.resized_masks(pooling_grid_size(features.shape[1:]))
+    return pooled_descriptors(features, grid_masks, proposals.boxes, proposals.image_hw, context_px)
+
+
+def pooled_descriptors(features: torch.Tensor, grid_masks: np.ndarray, boxes: np.ndarray,
+                       image_hw: tuple[int, int], context_px: int) -> torch.Tensor:
+    """features (C, h, w), masks already on the 4-px grid (N, gh, gw) bool, boxes (N, 4)
+    (x, y, w, h) in image pixels -> (N, 2C) [object mean; context mean]."""
+    grid_hw = grid_masks.shape[1:]
+    grid = F.interpolate(features[None], size=grid_hw, mode="bilinear", align_corners=False)[0]  # (C, gh, gw)
+    object_weights = torch.from_numpy(np.ascontiguousarray(grid_masks)).to(grid)  # (N, gh, gw)
     cells = torch.from_numpy(context_cells(np.asarray(boxes), image_hw, grid_hw, context_px)).to(grid.device)
     rows = torch.arange(grid_hw[0], device=grid.device)
     cols = torch.arange(grid_hw[1], device=grid.device)
@@ -96,5 +96,5 @@ def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw
     weights = torch.cat([object_weights, context_weights])  # (2N, gh, gw)
     sums = torch.einsum("nij,cij->nc", weights, grid)
     means = sums / weights.sum(dim=(1, 2)).clamp(min=1.0)[:, None]
-    n = len(masks)
+    n = len(grid_masks)
     return torch.cat([means[:n], means[n:]], dim=1)

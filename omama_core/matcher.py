@@ -20,10 +20,11 @@ import torch
 
 from .backbone import build_backbone, model_input_size, preprocess
 from .config import HeadConfig, MatcherConfig, config_from_dict, load_config
-from .encoder import mask_context_descriptors
+from .encoder import mask_context_descriptors, proposal_descriptors
 from .errors import ConfigError, DeviceError, InputError
 from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
+from .masks import mask_box
 from .proposals import Proposals, build_proposals
 
 
@@ -64,15 +65,6 @@ def resolve_device(device: str) -> torch.device:
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise DeviceError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
     return resolved
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(H, W) bool -> (x0, y0, x1, y1) with exclusive right/bottom, None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 class Matcher:
@@ -168,8 +160,7 @@ class Matcher:
 
         context = self.config.context_px
         source_desc = mask_context_descriptors(source_tokens[0], masks, source_image.shape[:2], context_px=context)
-        candidate_desc = mask_context_descriptors(target_tokens[0], proposals.masks, (height, width),
-                                                  boxes=proposals.boxes, context_px=context)
+        candidate_desc = proposal_descriptors(target_tokens[0], proposals, context_px=context)
         clock.lap("encoder")
         scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
         clock.lap("head")
@@ -183,7 +174,7 @@ class Matcher:
             best = int(scores[k].argmax())
             score = float(scores[k, best])
             visible = bool(visibility[k] >= self.visibility_threshold)
-            mask = proposals.masks[best] if visible else np.zeros((height, width), bool)
+            mask = proposals.mask(best) if visible else np.zeros((height, width), bool)
             results.append(MatchResult(
                 mask=mask, score=score, visible=visible, visibility=float(visibility[k]),
                 box=mask_box(mask) if visible else None, candidate=best if visible else -1,

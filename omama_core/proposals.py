@@ -16,46 +16,73 @@ import numpy as np
 
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
+from .masks import resize_nearest
 from .offline import configure_offline
 
 
-@dataclass
 class Proposals:
     """Mask candidates of one image.
 
-    masks: (N, H, W) bool at the image size. boxes: (N, 4) float32 as (x, y, w, h) in
-    pixels, the publication's box convention. scores: (N,) float32 proposal confidences.
+    boxes: (N, 4) float32 as (x, y, w, h) in pixels, the publication's box convention.
+    scores: (N,) float32 proposal confidences.
+    The masks, (N, H, W) bool at the image size, are stored either densely (FastSAM) or as a
+    label map (H, W) plus a membership table (N, L) bool saying which labels make up each
+    candidate (region hierarchies): then `masks` is only built when asked for, while
+    `resized_masks`, `mask(i)` and `iou_with` stay cheap.
     """
 
-    masks: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
+                 labels: np.ndarray | None = None, members: np.ndarray | None = None,
+                 image_hw: tuple[int, int] | None = None):
+        if (masks is None) == (labels is None):
+            raise ValueError("give either masks or labels + members")
+        self.boxes, self.scores = boxes, scores
+        self._masks, self.labels, self.members = masks, labels, members
+        self.image_hw = tuple(masks.shape[1:] if masks is not None else labels.shape) if image_hw is None else image_hw
 
     def __len__(self) -> int:
-        return len(self.masks)
+        return len(self.boxes)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool."""
+        if self._masks is None:
+            self._masks = self.members[:, self.labels]
+        return self._masks
+
+    def mask(self, index: int) -> np.ndarray:
+        """(H, W) bool mask of one candidate."""
+        return self._masks[index] if self._masks is not None else self.members[index][self.labels]
+
+    def resized_masks(self, size: tuple[int, int]) -> np.ndarray:
+        """(N, h, w) bool, identical to torch interpolate(mode="nearest") of the masks."""
+        if self._masks is not None:
+            return resize_nearest(self._masks, size)
+        return self.members[:, resize_nearest(self.labels, size)]
+
+    def iou_with(self, mask: np.ndarray) -> np.ndarray:
+        """(N,) pixel IoU of every candidate with an (H, W) bool mask."""
+        if self._masks is not None:
+            flat = self._masks.reshape(len(self), -1)
+            inter = (flat & mask.ravel()).sum(1)
+            areas = flat.sum(1)
+        else:
+            n_labels = self.members.shape[1]
+            inter = self.members.astype(np.int64) @ np.bincount(self.labels[mask], minlength=n_labels)
+            areas = self.members.astype(np.int64) @ np.bincount(self.labels.ravel(), minlength=n_labels)
+        union = areas + mask.sum() - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
 
     def filter(self, keep: np.ndarray) -> "Proposals":
         """Select candidates by a boolean mask or an index array."""
-        return Proposals(self.masks[keep], self.boxes[keep], self.scores[keep])
+        if self._masks is not None:
+            return Proposals(self.boxes[keep], self.scores[keep], masks=self._masks[keep])
+        return Proposals(self.boxes[keep], self.scores[keep], labels=self.labels, members=self.members[keep])
 
     @staticmethod
     def empty(height: int, width: int) -> "Proposals":
-        return Proposals(np.zeros((0, height, width), bool), np.zeros((0, 4), np.float32),
-                         np.zeros((0,), np.float32))
-
-
-def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 boxes (x, y, w, h) with w = xmax - xmin (no +1), as
-    the publication computes the source box; empty masks give (0, 0, 0, 0)."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    rows_any = masks.any(axis=2)  # (N, H)
-    cols_any = masks.any(axis=1)  # (N, W)
-    for i in range(len(masks)):
-        ys = np.flatnonzero(rows_any[i])
-        xs = np.flatnonzero(cols_any[i])
-        if len(xs):
-            boxes[i] = (xs[0], ys[0], xs[-1] - xs[0], ys[-1] - ys[0])
-    return boxes
+        return Proposals(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                         masks=np.zeros((0, height, width), bool))
 
 
 class FastSAMProposals:
@@ -99,18 +126,24 @@ class FastSAMProposals:
         xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float32)
         boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
         scores = result.boxes.conf.cpu().numpy().astype(np.float32)
-        return Proposals(masks, boxes, scores)
+        return Proposals(boxes, scores, masks=masks)
 
 
 class ClassicalProposals:
-    """Weight-free candidates: Felzenszwalb segmentation at several scales on a downscaled
-    copy of the image, small and huge regions dropped, near-duplicates (IoU > 0.85) merged."""
+    """Weight-free candidates by hierarchical grouping (in the spirit of selective search).
 
-    def __init__(self, scales=(150.0, 400.0, 1000.0), max_masks: int = 100, min_area_frac: float = 0.0002,
+    A fine Felzenszwalb segmentation of a downscaled copy of the image gives the leaf
+    regions; adjacent regions are then merged greedily, most similar pair first (colour
+    and gradient histograms, plus terms that favour small and compact unions), and every
+    region of the hierarchy is a candidate. Whole objects appear as unions of their parts,
+    with the parts' boundaries. Regions below min_area_frac or above max_area_frac of the
+    image are dropped; the max_masks largest of the rest are kept.
+    """
+
+    def __init__(self, segment_scale: float = 100.0, max_masks: int = 100, min_area_frac: float = 0.0002,
                  max_area_frac: float = 0.5, max_side: int = 480):
-        self.scales = tuple(float(s) for s in scales)
-        self.max_masks, self.min_area_frac, self.max_area_frac = max_masks, min_area_frac, max_area_frac
-        self.max_side = max_side
+        self.segment_scale, self.max_masks = segment_scale, max_masks
+        self.min_area_frac, self.max_area_frac, self.max_side = min_area_frac, max_area_frac, max_side
 
     def __call__(self, image: np.ndarray) -> Proposals:
         """image: HxWx3 uint8 RGB -> Proposals at the image size."""
@@ -121,43 +154,121 @@ class ClassicalProposals:
         small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else image
         area = small.shape[0] * small.shape[1]
-        regions = []
-        for s in self.scales:
-            labels = felzenszwalb(small, scale=s * scale, sigma=0.8, min_size=max(8, int(area * self.min_area_frac)))
-            counts = np.bincount(labels.ravel())
-            for label in np.flatnonzero((counts >= area * self.min_area_frac) & (counts <= area * self.max_area_frac)):
-                regions.append(labels == label)
-        if not regions:
+        labels = felzenszwalb(small, scale=self.segment_scale, sigma=0.8,
+                              min_size=max(4, int(area * self.min_area_frac)))
+        groups, sizes = hierarchical_groups(labels, small)
+        keep = [i for i, size in enumerate(sizes) if area * self.min_area_frac <= size <= area * self.max_area_frac]
+        keep = sorted(keep, key=lambda i: -sizes[i])[: self.max_masks]
+        if not keep:
             return Proposals.empty(height, width)
-        small_masks = _drop_duplicates(np.stack(regions), iou_threshold=0.85)
-        order = np.argsort(-small_masks.reshape(len(small_masks), -1).sum(1), kind="stable")[: self.max_masks]
-        small_masks = small_masks[order]
         if small.shape[:2] != (height, width):
-            masks = np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-                              for m in small_masks]).astype(bool)
-        else:
-            masks = small_masks
-        return Proposals(masks, boxes_from_masks(masks), np.ones(len(masks), np.float32))
+            labels = cv2.resize(labels.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
+        members = np.zeros((len(keep), int(labels.max()) + 1), bool)
+        for row, i in enumerate(keep):
+            members[row, groups[i]] = True
+        return Proposals(_union_boxes(labels, members), np.ones(len(keep), np.float32), labels=labels, members=members)
 
 
-def _drop_duplicates(masks: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Keep the first of every group of masks whose pairwise IoU exceeds the threshold."""
-    flat = masks.reshape(len(masks), -1).astype(np.float32)
-    inter = flat @ flat.T
-    areas = np.diag(inter)
-    iou = inter / (areas[:, None] + areas[None, :] - inter + 1e-6)
-    keep = np.ones(len(masks), bool)
-    for i in range(len(masks)):
-        if keep[i]:
-            duplicates = iou[i] > iou_threshold
-            duplicates[: i + 1] = False
-            keep &= ~duplicates
-    return masks[keep]
+def label_extents(labels: np.ndarray) -> np.ndarray:
+    """(L, 4) float64 extents (xmin, ymin, xmax, ymax), inclusive, of labels 0..L-1 of a label
+    map; labels that do not occur get (inf, inf, -inf, -inf)."""
+    from scipy.ndimage import find_objects
+
+    extents = np.tile(np.array([np.inf, np.inf, -np.inf, -np.inf]), (int(labels.max()) + 1, 1))
+    for label, found in enumerate(find_objects(labels + 1)):
+        if found is not None:
+            rows, cols = found
+            extents[label] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+    return extents
+
+
+def _union_boxes(labels: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """(N, 4) float32 (x, y, w, h) boxes of the unions of labels in each row of members."""
+    extents = label_extents(labels)
+    boxes = np.zeros((len(members), 4), np.float32)
+    for i, row in enumerate(members):
+        low = extents[row, :2].min(axis=0)
+        high = extents[row, 2:].max(axis=0)
+        boxes[i] = (low[0], low[1], high[0] - low[0], high[1] - low[1])
+    return boxes
+
+
+def _region_statistics(labels: np.ndarray, image: np.ndarray, bins: int):
+    """Per leaf region: size, colour histogram (Lab), gradient-orientation histogram, box."""
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=n).astype(np.float64)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.int64)
+    colour = np.concatenate([np.bincount(flat * bins + lab[:, c] * bins // 256, minlength=n * bins).reshape(n, bins)
+                             for c in range(3)], axis=1).astype(np.float64)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    orientation = ((np.arctan2(gy, gx) % np.pi) / np.pi * 8).astype(np.int64).clip(0, 7).ravel()
+    texture = np.bincount(flat * 8 + orientation, weights=np.hypot(gx, gy).ravel(), minlength=n * 8).reshape(n, 8)
+    colour /= np.maximum(colour.sum(1, keepdims=True), 1e-9)
+    texture /= np.maximum(texture.sum(1, keepdims=True), 1e-9)
+    return sizes, colour, texture, label_extents(labels)
+
+
+def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
+    """(P, 2) distinct pairs (a < b) of labels that touch horizontally or vertically."""
+    pairs = np.concatenate([np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], axis=1),
+                            np.stack([labels[:-1].ravel(), labels[1:].ravel()], axis=1)])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(np.sort(pairs, axis=1), axis=0)
+
+
+def hierarchical_groups(labels: np.ndarray, image: np.ndarray, bins: int = 12) -> tuple[list[np.ndarray], list[int]]:
+    """Greedy agglomeration of a label map (H, W) of an HxWx3 uint8 RGB image.
+
+    Returns every region of the hierarchy (the leaves, then each merge in order) as an
+    array of leaf labels, and its size in pixels.
+    """
+    import heapq
+
+    sizes, colour, texture, boxes = (list(a) for a in _region_statistics(labels, image, bins))
+    total = float(labels.size)
+    members = [np.array([i]) for i in range(len(sizes))]
+    neighbours: dict[int, set[int]] = {i: set() for i in range(len(sizes))}
+    pairs = _adjacent_pairs(labels)
+    for a, b in pairs:
+        neighbours[int(a)].add(int(b))
+        neighbours[int(b)].add(int(a))
+
+    def similarity(a: int, b: int) -> float:
+        box = np.concatenate([np.minimum(boxes[a][:2], boxes[b][:2]), np.maximum(boxes[a][2:], boxes[b][2:])])
+        box_area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+        return (np.minimum(colour[a], colour[b]).sum() / 3.0 + np.minimum(texture[a], texture[b]).sum()
+                + 2.0 - (sizes[a] + sizes[b]) / total - (box_area - sizes[a] - sizes[b]) / total)
+
+    heap = [(-similarity(int(a), int(b)), int(a), int(b)) for a, b in pairs]
+    heapq.heapify(heap)
+    alive = [True] * len(sizes)
+    while heap:
+        _, a, b = heapq.heappop(heap)
+        if not (alive[a] and alive[b]):
+            continue  # a stale entry: one side was merged already
+        new = len(members)
+        alive[a] = alive[b] = False
+        alive.append(True)
+        weight = sizes[a] / (sizes[a] + sizes[b])
+        sizes.append(sizes[a] + sizes[b])
+        colour.append(colour[a] * weight + colour[b] * (1 - weight))
+        texture.append(texture[a] * weight + texture[b] * (1 - weight))
+        boxes.append(np.concatenate([np.minimum(boxes[a][:2], boxes[b][:2]), np.maximum(boxes[a][2:], boxes[b][2:])]))
+        members.append(np.concatenate([members[a], members[b]]))
+        around = (neighbours.pop(a) | neighbours.pop(b)) - {a, b}
+        neighbours[new] = around
+        for other in around:
+            neighbours[other] -= {a, b}
+            neighbours[other].add(new)
+            heapq.heappush(heap, (-similarity(new, other), new, other))
+    return members, [int(s) for s in sizes]
 
 
 def build_proposals(config: ProposalsConfig, device: str = "cpu"):
     """Proposal generator from its config section."""
     if config.kind == "classical":
-        return ClassicalProposals(config.scales, config.max_masks, config.min_area_frac,
+        return ClassicalProposals(config.segment_scale, config.max_masks, config.min_area_frac,
                                   config.max_area_frac, config.max_side)
     return FastSAMProposals(config.weights, config.imgsz, config.conf, config.iou, config.max_masks, device)
