@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "omama = omama_core.cli:main",
+            "omama_ros_node = omama_ros.node:main",
         ]
     },
 )

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FASTDDS_DEFAULT_PROFILES_FILE="$PWD/ros/fastdds-localhost.xml"
 unset ROS_AUTOMATIC_DISCOVERY_RANGE ROS_LOCALHOST_ONLY
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((RANDOM % 100 + 100))}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((RANDOM % 90 + 5))}"
 export OMAMA_IN_PRIVATE_NETNS=1
 if [ "$(id -u)" = 0 ]; then namespace=(unshare --net); else namespace=(unshare --net --map-root-user); fi
 exec "${namespace[@]}" sh -c 'ip link set lo up && exec .venv/bin/python -m pytest "$@"' sh "$@"

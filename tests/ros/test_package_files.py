@@ -1,0 +1,235 @@
+"""The ROS package's files agree with the node: launch file (read with ast: `launch` and
+`launch_ros` are not on PyPI), parameters file, RViz config, package.xml, CMakeLists.txt, and
+the shell helpers."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from omama_ros.parameters import BY_NAME, DYNAMIC, PARAMS
+from roskit import REPO
+
+NODE_TOPICS = ("ego/image", "exo/image", "ego/image/compressed", "exo/image/compressed", "queries")
+
+
+def launch_tree() -> ast.Module:
+    return ast.parse((REPO / "launch" / "omama.launch.py").read_text())
+
+
+def call_keywords(tree: ast.Module, function: str) -> list[dict[str, ast.expr]]:
+    """Keyword arguments of every call of `function` in the tree."""
+    return [{kw.arg: kw.value for kw in node.keywords} for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == function]
+
+
+def omama_node_call(tree: ast.Module) -> dict[str, ast.expr]:
+    calls = [kw for kw in call_keywords(tree, "Node") if ast.literal_eval(kw["package"]) == "omama_ros"]
+    assert len(calls) == 1
+    return calls[0]
+
+
+def test_node_topic_names_are_relative_and_private():
+    pytest.importorskip("rclpy", reason="rclpy is not importable")
+    from omama_ros import node
+
+    assert (node.EGO_IMAGE, node.EXO_IMAGE, node.QUERIES) == NODE_TOPICS[:2] + NODE_TOPICS[4:]
+    assert node.EGO_IMAGE + node.COMPRESSED_SUFFIX == NODE_TOPICS[2]
+    assert all(name.startswith("~/") for name in (node.MATCHES, node.MASK, node.OVERLAY))
+
+
+def test_launch_file_runs_the_installed_executable():
+    call = omama_node_call(launch_tree())
+    executable = ast.literal_eval(call["executable"])
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert f'"${{CMAKE_CURRENT_BINARY_DIR}}/{executable}"' in cmake
+    assert "install(PROGRAMS" in cmake and "DESTINATION lib/${PROJECT_NAME}" in cmake
+    assert ast.literal_eval(call["name"]) == "omama"
+
+
+def test_launch_parameters_and_remaps_match_the_node():
+    tree = launch_tree()
+    call = omama_node_call(tree)
+    parameters = call["parameters"]
+    assert isinstance(parameters, ast.List)
+    dicts = [item for item in parameters.elts if isinstance(item, ast.Dict)]
+    keys = {ast.literal_eval(key) for d in dicts for key in d.keys}
+    assert keys <= set(BY_NAME) | {"use_sim_time"}, keys - set(BY_NAME)
+    assert {"direction", "config", "device", "use_sim_time"} <= keys
+    remapped = {ast.literal_eval(pair.elts[0]) for pair in call["remappings"].elts}
+    assert remapped == set(NODE_TOPICS)
+
+
+def test_launch_arguments():
+    tree = launch_tree()
+    arguments = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                     and getattr(node.targets[0], "id", None) == "ARGUMENTS")
+    names = {ast.literal_eval(key) for key in arguments.keys}
+    assert {"direction", "ego_image", "exo_image", "queries", "namespace", "config", "device", "use_sim_time",
+            "rviz"} <= names
+    used = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "arg" and node.args}
+    assert used <= names and names - used <= set(), names - used
+    # Thin: no code that evaluates arguments at launch time.
+    source = (REPO / "launch" / "omama.launch.py").read_text()
+    assert "OpaqueFunction" not in source and "subprocess" not in source and "perform(" not in source
+
+
+def test_parameters_file_matches_the_declared_parameters():
+    data = yaml.safe_load((REPO / "config" / "omama.yaml").read_text())
+    values = data["/**"]["ros__parameters"]
+    assert set(values) == {spec.name for spec in PARAMS} - {"visibility_threshold"}
+    for name, value in values.items():
+        spec = BY_NAME[name]
+        assert type(value) is type(spec.default), name
+        assert value == spec.default, f"{name}: the file and the node's default differ"
+        if spec.choices:
+            assert value in spec.choices
+
+
+def test_parameter_table():
+    assert set(DYNAMIC) <= set(BY_NAME)
+    for spec in PARAMS:
+        assert spec.description
+        if spec.low is not None:
+            assert spec.low <= spec.default <= spec.high, spec.name
+        if spec.choices:
+            assert spec.default in spec.choices
+
+
+def test_docs_list_every_parameter_and_topic():
+    docs = (REPO / "docs" / "ros.md").read_text()
+    for spec in PARAMS:
+        assert f"`{spec.name}`" in docs, spec.name
+    for topic in NODE_TOPICS + ("~/matches", "~/mask", "~/overlay", "/diagnostics"):
+        assert f"`{topic}`" in docs, topic
+
+
+def test_rviz_shows_overlay_and_mask():
+    config = yaml.safe_load((REPO / "rviz" / "omama.rviz").read_text())
+    topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]]
+    assert topics == ["omama/overlay", "omama/mask"]
+
+
+def test_package_xml():
+    parse_package = pytest.importorskip("catkin_pkg.package", reason="catkin_pkg (requirements/ros.txt)").parse_package
+
+    package = parse_package(str(REPO / "package.xml"))
+    assert package.name == "omama_ros" and package.package_format == 3
+    assert package.get_build_type() == "ament_cmake"
+    assert {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"} <= \
+        {d.name for d in package.buildtool_depends}
+    exec_depends = {d.name for d in package.exec_depends}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "builtin_interfaces", "rosidl_default_runtime",
+            "python3-numpy", "python3-opencv", "python3-torch"} <= exec_depends
+    assert "rosidl_interface_packages" in {g.name for g in package.member_of_groups}
+
+
+def test_cmake_generates_every_message():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r'"(msg/\w+\.msg)"', cmake))
+    assert listed == {f"msg/{p.name}" for p in (REPO / "msg").glob("*.msg")}
+    code = "\n".join(line.split("#")[0] for line in cmake.splitlines())
+    assert "ament_python_install_package(omama_ros)" not in code  # collides with rosidl's package
+
+
+def test_python_package_has_no_msg_module_of_its_own():
+    assert not (REPO / "omama_ros" / "msg").exists() and not (REPO / "omama_ros" / "msg.py").exists()
+    assert "extend_path" in (REPO / "omama_ros" / "__init__.py").read_text()
+
+
+def test_ros_env_keeps_dds_local(tmp_path):
+    env = {"PATH": os.environ["PATH"], "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_LOCALHOST_ONLY": "1",
+           "_ROS_WHEELS_BOOTSTRAP_COMPLETE": "1"}
+    out = subprocess.run(["bash", "-c", f". '{REPO}/scripts/ros_env.sh' && env"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert values["FASTDDS_DEFAULT_PROFILES_FILE"] == str(REPO / "ros" / "fastdds-localhost.xml")
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in values and "_ROS_WHEELS_BOOTSTRAP_COMPLETE" not in values
+    assert 0 <= int(values["ROS_DOMAIN_ID"]) <= 101
+    # POSIX sh outside the repository: refuses rather than exporting a missing profile.
+    failed = subprocess.run(["sh", "-c", f". '{REPO}/scripts/ros_env.sh'"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "OMAMA_ROOT" in failed.stderr
+
+
+def test_project_profile_is_the_shared_one():
+    shared = REPO.parent / "shared" / "ros" / "fastdds-localhost.xml"
+    if not shared.exists():
+        pytest.skip("no shared/ beside the repository")
+    assert (REPO / "ros" / "fastdds-localhost.xml").read_text() == shared.read_text()
+
+
+@pytest.mark.usefixtures("ros_available")
+def test_build_script_is_idempotent_and_fast():
+    script = REPO / "scripts" / "build_ros_interfaces.sh"
+    env = {**os.environ, "VENV": sys.prefix}  # the venv running these tests
+    subprocess.run([str(script)], check=True, capture_output=True, timeout=600, env=env)
+    start = time.monotonic()
+    second = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=60, env=env)
+    assert "up to date" in second.stdout and time.monotonic() - start < 5
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ros_available")
+def test_full_install_runs_the_node_from_its_prefix(tmp_path):
+    """CMakeLists.txt as colcon runs it (OMAMA_INSTALL_PYTHON=ON) into its own prefix, from a
+    copy of the sources outside the work tree (as in a colcon workspace); then the installed
+    lib/omama_ros/omama_node starts the installed node."""
+    import shutil
+    import signal
+
+    from roskit import ros_env
+
+    source, build, prefix = tmp_path / "src", tmp_path / "build", tmp_path / "install"
+    source.mkdir()
+    for name in ("CMakeLists.txt", "package.xml"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("msg", "omama_ros", "omama_core", "launch", "config", "rviz"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "AMENT_PREFIX_PATH": sys.prefix}
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    steps = [["cmake", "-S", source, "-B", build, "-DBUILD_TESTING=OFF", f"-DCMAKE_PREFIX_PATH={sys.prefix}",
+              f"-DCMAKE_INSTALL_PREFIX={prefix}", f"-DPython3_EXECUTABLE={sys.executable}"],
+             ["cmake", "--build", build, "-j", str(os.cpu_count() or 2)], ["cmake", "--install", build]]
+    for step in steps:
+        done = subprocess.run([str(s) for s in step], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    wrapper = prefix / "lib" / "omama_ros" / "omama_node"
+    assert os.access(wrapper, os.X_OK)
+    for path in ("share/omama_ros/launch/omama.launch.py", "share/omama_ros/config/omama.yaml",
+                 "share/omama_ros/rviz/omama.rviz", "share/omama_ros/package.xml"):
+        assert (prefix / path).is_file(), path
+    assert (site / "omama_core" / "configs" / "default.yaml").is_file()
+    assert "extend_path" in (site / "omama_ros" / "__init__.py").read_text()
+
+    run_env = ros_env()
+    run_env.update(PYTHONPATH=str(site), LD_LIBRARY_PATH=str(prefix / "lib"),
+                   AMENT_PREFIX_PATH=f"{prefix}{os.pathsep}{sys.prefix}")
+    where = subprocess.run([sys.executable, "-c", "import omama_ros.node, omama_ros.msg, omama_core; "
+                            "print(omama_ros.node.__file__, omama_ros.msg.__file__, omama_core.__file__)"],
+                           env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr
+    assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+    log = tmp_path / "node.log"
+    with open(log, "w") as out:
+        node = subprocess.Popen([str(wrapper), "--ros-args", "-p", "device:=cpu"], env=run_env, cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "ready:" not in log.read_text() and node.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "ready:" in log.read_text(), log.read_text()
+        finally:
+            node.send_signal(signal.SIGINT)
+            code = node.wait(20)
+    assert code == 0, log.read_text()
