@@ -149,7 +149,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     config = config_from_dict(data)
     _resolve_paths(config, path.parent)
     return config.validate()
@@ -157,10 +157,10 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
 
 def config_from_dict(data: dict[str, Any]) -> MatcherConfig:
     """Build a MatcherConfig from a nested dict; unknown keys raise ConfigError."""
-    return _build(MatcherConfig, data, "")
+    return build_dataclass(MatcherConfig, data, "")
 
 
-def _build(cls, data: dict[str, Any], prefix: str):
+def build_dataclass(cls, data: dict[str, Any], prefix: str):
     if not isinstance(data, dict):
         raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -172,12 +172,12 @@ def _build(cls, data: dict[str, Any], prefix: str):
     for key, value in data.items():
         default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{prefix}{key}.")
+            value = build_dataclass(type(default), value, f"{prefix}{key}.")
         kwargs[key] = value
     return cls(**kwargs)
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     for parent in parents:
         data = data.setdefault(parent, {})

@@ -74,14 +74,19 @@ class MatchingHead(nn.Module):
         source_grid, target_grid: token grids (h, w) the position embeddings are made for.
         hidden_dim: projection width D (768 published).
         visibility: add the learned visibility output (not in the publication).
+        context, cross_attention: switch the context descriptor or the cross-attention off
+            (their inputs to the projection become zeros): the publication's ablations.
     """
 
     def __init__(self, dim: int = 768, num_heads: int = 4, source_grid: tuple[int, int] = (38, 68),
-                 target_grid: tuple[int, int] = (50, 50), hidden_dim: int = 768, visibility: bool = False):
+                 target_grid: tuple[int, int] = (50, 50), hidden_dim: int = 768, visibility: bool = False,
+                 context: bool = True, cross_attention: bool = True):
         super().__init__()
         self.args = dict(dim=dim, num_heads=num_heads, source_grid=tuple(source_grid),
-                         target_grid=tuple(target_grid), hidden_dim=hidden_dim, visibility=visibility)
+                         target_grid=tuple(target_grid), hidden_dim=hidden_dim, visibility=visibility,
+                         context=context, cross_attention=cross_attention)
         self.dim = dim
+        self.use_context, self.use_cross_attention = context, cross_attention
         self.source_grid, self.target_grid = tuple(source_grid), tuple(target_grid)
         self.source_pos_embed = nn.Parameter(torch.zeros(1, source_grid[0] * source_grid[1], dim))
         self.target_pos_embed = nn.Parameter(torch.zeros(1, target_grid[0] * target_grid[1], dim))
@@ -97,8 +102,13 @@ class MatchingHead(nn.Module):
                grid: tuple[int, int]) -> torch.Tensor:
         """descriptors (B, N, 2C) attend to tokens (B, C, h, w) -> unit embeddings (B, N, D)."""
         b, c, h, w = tokens.shape
-        context = tokens.flatten(2).transpose(1, 2) + resize_pos_embed(pos_embed, grid, (h, w))
-        attended = self.cross_attention(descriptors[..., :c], context)
+        if not self.use_context:
+            descriptors = torch.cat([descriptors[..., :c], torch.zeros_like(descriptors[..., c:])], dim=-1)
+        if self.use_cross_attention:
+            context = tokens.flatten(2).transpose(1, 2) + resize_pos_embed(pos_embed, grid, (h, w))
+            attended = self.cross_attention(descriptors[..., :c], context)
+        else:
+            attended = torch.zeros_like(descriptors[..., :c])
         return F.normalize(self.projection(torch.cat([attended, descriptors], dim=-1)), dim=-1)
 
     def embed_sources(self, source_desc: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:

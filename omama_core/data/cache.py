@@ -1,0 +1,139 @@
+"""Per-frame features stored on disk, so that training and validation never touch images.
+
+For every (take, camera, frame) a record holds what the matching head needs, computed once
+with a Matcher's frozen parts (backbone, proposals, encoder), as the publication precomputes
+its FastSAM masks and DINOv2 features:
+
+    tokens        (C, h, w) float16   dense features on the 14-px grid
+    cand_desc     (N, 2C) float16     mask-context descriptors of the N proposals
+    cand_boxes    (N, 4) float32      proposal boxes (x, y, w, h)
+    cand_centres  (N, 2) float32      proposal mask centroids (x, y), for adjacency mining
+    objects       (M,) str            annotated objects with a mask in this view
+    gt_desc       (M, 2C) float16     descriptors of their ground-truth masks
+    gt_boxes      (M, 4) float32      their boxes (x, y, w, h)
+    gt_iou        (M, N) float16      pixel IoU of every proposal with every ground truth
+
+Records live in CACHE/<key>/<take>/<camera>/<frame>.npz, where key hashes the settings that
+produce them (backbone, sizing, proposals, context): changing any of them builds a new cache
+next to the old one instead of silently mixing the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..backbone import build_backbone
+from ..config import MatcherConfig
+from ..encoder import mask_context_descriptors, pooling_grid_size, proposal_descriptors
+from ..errors import DatasetError, OmamaError
+from ..masks import boxes_from_masks
+from ..matcher import Matcher
+from ..proposals import build_proposals
+from .annotations import is_ego_camera
+from .egoexo import CorrespondenceDataset
+
+CACHE_VERSION = 1
+
+
+def cache_key(config: MatcherConfig) -> str:
+    """Hash of the settings that determine a cache record."""
+    settings = {"version": CACHE_VERSION, "backbone": asdict(config.backbone), "sizing": asdict(config.sizing),
+                "proposals": asdict(config.proposals), "context_px": config.context_px}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class FeatureCache:
+    """Reads and builds the records of one dataset root for one matcher configuration."""
+
+    def __init__(self, root: str | os.PathLike, config: MatcherConfig, cache_dir: str | os.PathLike | None = None):
+        self.config = config
+        self.key = cache_key(config)
+        self.dir = Path(cache_dir or Path(root) / ".omama_cache") / self.key
+
+    def path(self, take: str, camera: str, frame: int) -> Path:
+        return self.dir / take / camera / f"{frame:06d}.npz"
+
+    def load(self, take: str, camera: str, frame: int) -> dict[str, np.ndarray]:
+        with np.load(self.path(take, camera, frame), allow_pickle=False) as record:
+            return dict(record)
+
+    def build(self, datasets: list[CorrespondenceDataset], device: str = "cpu") -> dict[str, int]:
+        """Compute the missing records of every view the datasets' samples use.
+
+        Returns counts {"views", "built", "failed"}; unreadable frames are counted, not fatal.
+        """
+        views: dict[tuple[str, str, int], CorrespondenceDataset] = {}
+        for dataset in datasets:
+            for ref in dataset.samples:
+                views.setdefault((ref.take, ref.source_camera, ref.frame), dataset)
+                views.setdefault((ref.take, ref.target_camera, ref.frame), dataset)
+        missing = [view for view in views if not self.path(*view).is_file()]
+        counts = {"views": len(views), "built": 0, "failed": 0}
+        if not missing:
+            return counts
+        matcher = Matcher(self.config, build_backbone(self.config.backbone),
+                          build_proposals(self.config.proposals, device=device), None, torch.device(device))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.json").write_text(json.dumps(
+            {"key": self.key, "matcher": self.config.to_dict(), "version": CACHE_VERSION}, indent=2))
+        for take, camera, frame in tqdm(missing, desc=f"caching features ({self.key})", unit="view"):
+            try:
+                record = compute_record(matcher, views[(take, camera, frame)], take, camera, frame)
+            except OmamaError as error:
+                counts["failed"] += 1
+                tqdm.write(f"skipped {take}/{camera}/{frame}: {error}")
+                continue
+            path = self.path(take, camera, frame)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp.npz")
+            np.savez(temporary, **record)
+            os.replace(temporary, path)  # a killed build never leaves half a record
+            counts["built"] += 1
+        return counts
+
+
+def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: str, frame: int) -> dict[str, np.ndarray]:
+    """The cache record of one view (see the module docstring)."""
+    image = dataset.load_image(take, camera, frame)
+    height, width = image.shape[:2]
+    view = "ego" if is_ego_camera(camera) else "exo"
+    with torch.no_grad():
+        tokens = matcher.dense_features(image, view)[0]
+        proposals = matcher.candidates(image)
+        if len(proposals) == 0:
+            raise DatasetError(f"{take}/{camera}/{frame}: no proposals")
+        cand_desc = proposal_descriptors(tokens, proposals, matcher.config.context_px)
+        grid = proposals.resized_masks(pooling_grid_size(tokens.shape[1:])).astype(np.float32)
+        ys, xs = np.mgrid[: grid.shape[1], : grid.shape[2]]
+        area = np.maximum(grid.sum(axis=(1, 2)), 1)
+        scale = np.array([width / grid.shape[2], height / grid.shape[1]], np.float32)
+        centres = np.stack([(grid * xs).sum(axis=(1, 2)) / area, (grid * ys).sum(axis=(1, 2)) / area], 1) * scale
+        objects, masks = [], []
+        for name, cams in dataset.takes[take].masks.items():
+            if camera in cams and dataset.mask_rle(take, name, camera, frame) is not None:
+                mask = dataset.load_mask(take, name, camera, frame, (height, width))
+                if mask.any():
+                    objects.append(name)
+                    masks.append(mask)
+        masks = np.stack(masks) if masks else np.zeros((0, height, width), bool)
+        gt_desc = (mask_context_descriptors(tokens, masks, (height, width), context_px=matcher.config.context_px)
+                   if len(masks) else torch.zeros(0, cand_desc.shape[1]))
+    return {
+        "tokens": tokens.numpy().astype(np.float16),
+        "cand_desc": cand_desc.numpy().astype(np.float16),
+        "cand_boxes": proposals.boxes.astype(np.float32),
+        "cand_centres": centres.astype(np.float32),
+        "objects": np.array(objects, dtype=str),
+        "gt_desc": gt_desc.numpy().astype(np.float16),
+        "gt_boxes": boxes_from_masks(masks),
+        "gt_iou": np.stack([proposals.iou_with(m) for m in masks]).astype(np.float16) if len(masks)
+        else np.zeros((0, len(proposals)), np.float16),
+    }
