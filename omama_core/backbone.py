@@ -41,13 +41,18 @@ _WEIGHTS_HELP = (
 )
 
 
+def input_scale(height: int, width: int, max_side: int) -> float:
+    """The factor an image is downscaled by before the backbone (1.0: not downscaled)."""
+    return min(1.0, max_side / max(height, width))
+
+
 def model_input_size(height: int, width: int, max_side: int) -> tuple[int, int]:
     """The (height, width) an image is resized to before the backbone.
 
     Downscale (never upscale) so that the longer side is at most max_side, then floor each
     side to a multiple of 14: 704x704 -> 700x700 and 540x960 -> 532x952, as published.
     """
-    scale = min(1.0, max_side / max(height, width))
+    scale = input_scale(height, width, max_side)
     new_h = max(PATCH_SIZE, int(round(height * scale)) // PATCH_SIZE * PATCH_SIZE)
     new_w = max(PATCH_SIZE, int(round(width * scale)) // PATCH_SIZE * PATCH_SIZE)
     return new_h, new_w

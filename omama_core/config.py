@@ -2,8 +2,8 @@
 the package (omama_core/configs/NAME.yaml).
 
 Relative paths in a YAML file are resolved against the file's folder, so a config and its
-weights can travel together. Unknown keys are an error (a typo must not silently fall back
-to a default).
+weights can travel together; paths given as overrides are relative to the working folder.
+Unknown keys are an error (a typo must not silently fall back to a default).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DIRECTIONS = ("ego2exo", "exo2ego")
+PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 
 
 @dataclass
@@ -149,6 +150,8 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
+        if key in PATH_KEYS or key.startswith("head.checkpoint."):
+            value = _from_working_folder(value)  # an override's path is not relative to the YAML's folder
         set_dotted(data, key, value)
     config = config_from_dict(data)
     _resolve_paths(config, path.parent)
@@ -179,9 +182,20 @@ def build_dataclass(cls, data: dict[str, Any], prefix: str):
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
-    for parent in parents:
+    for depth, parent in enumerate(parents):
         data = data.setdefault(parent, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"cannot set {key!r}: {'.'.join(parents[:depth + 1])!r} is {data!r}, not a section")
     data[leaf] = value
+
+
+def _from_working_folder(value: Any) -> Any:
+    """Override paths (command line, API) are relative to the working folder: make them absolute."""
+    if isinstance(value, str):
+        return os.path.abspath(os.path.expanduser(value))
+    if isinstance(value, dict):
+        return {k: _from_working_folder(v) for k, v in value.items()}
+    return value
 
 
 def _resolve(path: str | None, base: Path) -> str | None:
@@ -206,5 +220,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. proposals.conf=0.2)")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem})") from None
     return overrides

@@ -26,14 +26,18 @@ def pooling_grid_size(token_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def context_cells(boxes: np.ndarray, image_hw: tuple[int, int], grid_hw: tuple[int, int],
-                  context_px: int) -> np.ndarray:
+                  context_px: int, scale: float = 1.0) -> np.ndarray:
     """Grow (x, y, w, h) boxes by context_px, clamp to the image, convert to grid cells.
 
+    scale maps image pixels to model-input pixels (the backbone's resize factor): boxes and
+    the image size are scaled by it first, and context_px counts model-input pixels, so an
+    image larger than the model input gets the context it would get at the model's size. At
+    scale 1 (the published frames) this is the published formulation exactly.
     Returns (N, 4) int64 as (row0, row1, col0, col1), end exclusive, at least one cell.
     """
-    height, width = image_hw
+    height, width = image_hw[0] * scale, image_hw[1] * scale
     gh, gw = grid_hw
-    x, y, w, h = (boxes[:, i].astype(np.float64) for i in range(4))
+    x, y, w, h = (boxes[:, i].astype(np.float64) * scale for i in range(4))
     x1 = np.clip(x - context_px, 0, width)
     x2 = np.clip(x + w + context_px, 0, width)
     y1 = np.clip(y - context_px, 0, height)
@@ -49,7 +53,8 @@ def context_cells(boxes: np.ndarray, image_hw: tuple[int, int], grid_hw: tuple[i
 
 
 def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw: tuple[int, int],
-                             boxes: np.ndarray | None = None, context_px: int = 100) -> torch.Tensor:
+                             boxes: np.ndarray | None = None, context_px: int = 100,
+                             scale: float = 1.0) -> torch.Tensor:
     """Object-and-context descriptors of N masks.
 
     Args:
@@ -58,6 +63,7 @@ def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw
         image_hw: (H, W) of the image the masks and boxes refer to.
         boxes: (N, 4) as (x, y, w, h); default: from each mask (xmin, ymin, xmax-xmin, ymax-ymin).
         context_px: pixels added on each side of the box for the context descriptor.
+        scale: image pixels -> model-input pixels (see context_cells); 1 for the published frames.
 
     Returns:
         (N, 2C) descriptors [object mean; context mean], on the features' device and dtype.
@@ -69,24 +75,24 @@ def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw
     if boxes is None:
         boxes = boxes_from_masks(masks)
     grid_hw = pooling_grid_size(features.shape[1:])
-    return pooled_descriptors(features, resize_nearest(masks, grid_hw), boxes, image_hw, context_px)
+    return pooled_descriptors(features, resize_nearest(masks, grid_hw), boxes, image_hw, context_px, scale)
 
 
-def proposal_descriptors(features: torch.Tensor, proposals, context_px: int = 100) -> torch.Tensor:
+def proposal_descriptors(features: torch.Tensor, proposals, context_px: int = 100, scale: float = 1.0) -> torch.Tensor:
     """mask_context_descriptors of a Proposals container (its boxes, its masks), without
     building full-size masks: (C, h, w) features -> (N, 2C)."""
     grid_masks = proposals.resized_masks(pooling_grid_size(features.shape[1:]))
-    return pooled_descriptors(features, grid_masks, proposals.boxes, proposals.image_hw, context_px)
+    return pooled_descriptors(features, grid_masks, proposals.boxes, proposals.image_hw, context_px, scale)
 
 
 def pooled_descriptors(features: torch.Tensor, grid_masks: np.ndarray, boxes: np.ndarray,
-                       image_hw: tuple[int, int], context_px: int) -> torch.Tensor:
+                       image_hw: tuple[int, int], context_px: int, scale: float = 1.0) -> torch.Tensor:
     """features (C, h, w), masks already on the 4-px grid (N, gh, gw) bool, boxes (N, 4)
     (x, y, w, h) in image pixels -> (N, 2C) [object mean; context mean]."""
     grid_hw = grid_masks.shape[1:]
     grid = F.interpolate(features[None], size=grid_hw, mode="bilinear", align_corners=False)[0]  # (C, gh, gw)
     object_weights = torch.from_numpy(np.ascontiguousarray(grid_masks)).to(grid)  # (N, gh, gw)
-    cells = torch.from_numpy(context_cells(np.asarray(boxes), image_hw, grid_hw, context_px)).to(grid.device)
+    cells = torch.from_numpy(context_cells(np.asarray(boxes), image_hw, grid_hw, context_px, scale)).to(grid.device)
     rows = torch.arange(grid_hw[0], device=grid.device)
     cols = torch.arange(grid_hw[1], device=grid.device)
     in_rows = (rows[None] >= cells[:, 0:1]) & (rows[None] < cells[:, 1:2])  # (N, gh)

@@ -91,9 +91,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
 
 def _write(path: str | os.PathLike, array: np.ndarray) -> None:
     directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    if not cv2.imwrite(os.fspath(path), array):
+    try:
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        written = cv2.imwrite(os.fspath(path), array)
+    except (OSError, cv2.error):  # OpenCV raises for an extension it has no writer for
+        written = False
+    if not written:
         raise InputError(f"could not write {path} (unknown extension or unwritable folder)")
 
 

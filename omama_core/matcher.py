@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbone import build_backbone, model_input_size, preprocess
+from .backbone import build_backbone, input_scale, model_input_size, preprocess
 from .config import HeadConfig, MatcherConfig, config_from_dict, load_config
 from .encoder import mask_context_descriptors, proposal_descriptors
 from .errors import ConfigError, DeviceError, InputError
@@ -104,6 +104,10 @@ class Matcher:
     def _view_max_side(self, view: str) -> int:
         return self.config.sizing.ego_max_side if view == "ego" else self.config.sizing.exo_max_side
 
+    def input_scale(self, image: np.ndarray, view: str) -> float:
+        """Image pixels -> backbone-input pixels for an image of the given view."""
+        return input_scale(image.shape[0], image.shape[1], self._view_max_side(view))
+
     @torch.no_grad()
     def dense_features(self, image: np.ndarray, view: str) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (1, C, h, w) tokens for the given view ("ego" or "exo")."""
@@ -159,8 +163,10 @@ class Matcher:
                     for _ in masks]
 
         context = self.config.context_px
-        source_desc = mask_context_descriptors(source_tokens[0], masks, source_image.shape[:2], context_px=context)
-        candidate_desc = proposal_descriptors(target_tokens[0], proposals, context_px=context)
+        source_desc = mask_context_descriptors(source_tokens[0], masks, source_image.shape[:2], context_px=context,
+                                               scale=self.input_scale(source_image, source_view))
+        candidate_desc = proposal_descriptors(target_tokens[0], proposals, context_px=context,
+                                              scale=self.input_scale(target_image, target_view))
         clock.lap("encoder")
         scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
         clock.lap("head")

@@ -65,39 +65,73 @@ class FeatureCache:
         with np.load(self.path(take, camera, frame), allow_pickle=False) as record:
             return dict(record)
 
-    def build(self, datasets: list[CorrespondenceDataset], device: str = "cpu") -> dict[str, int]:
-        """Compute the missing records of every view the datasets' samples use.
+    def build(self, datasets: list[CorrespondenceDataset], device: str = "cpu", workers: int = 1) -> dict[str, int]:
+        """Compute the missing records of every view the datasets' samples use, in `workers`
+        processes (CPU) or in this process (CUDA).
 
         Returns counts {"views", "built", "failed"}; unreadable frames are counted, not fatal.
         """
-        views: dict[tuple[str, str, int], CorrespondenceDataset] = {}
-        for dataset in datasets:
+        views: dict[tuple[str, str, int], int] = {}
+        for number, dataset in enumerate(datasets):
             for ref in dataset.samples:
-                views.setdefault((ref.take, ref.source_camera, ref.frame), dataset)
-                views.setdefault((ref.take, ref.target_camera, ref.frame), dataset)
-        missing = [view for view in views if not self.path(*view).is_file()]
+                views.setdefault((ref.take, ref.source_camera, ref.frame), number)
+                views.setdefault((ref.take, ref.target_camera, ref.frame), number)
+        missing = [(view, number) for view, number in views.items() if not self.path(*view).is_file()]
         counts = {"views": len(views), "built": 0, "failed": 0}
         if not missing:
             return counts
-        matcher = Matcher(self.config, build_backbone(self.config.backbone),
-                          build_proposals(self.config.proposals, device=device), None, torch.device(device))
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.json").write_text(json.dumps(
             {"key": self.key, "matcher": self.config.to_dict(), "version": CACHE_VERSION}, indent=2))
-        for take, camera, frame in tqdm(missing, desc=f"caching features ({self.key})", unit="view"):
-            try:
-                record = compute_record(matcher, views[(take, camera, frame)], take, camera, frame)
-            except OmamaError as error:
-                counts["failed"] += 1
-                tqdm.write(f"skipped {take}/{camera}/{frame}: {error}")
-                continue
-            path = self.path(take, camera, frame)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp.npz")
-            np.savez(temporary, **record)
-            os.replace(temporary, path)  # a killed build never leaves half a record
-            counts["built"] += 1
+        bar = tqdm(total=len(missing), desc=f"caching features ({self.key})", unit="view")
+        if workers > 1 and device == "cpu":
+            import multiprocessing
+
+            # spawn, not fork: forking a process whose OpenMP pool is running can hang the child
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_start_worker, initargs=(self, datasets, device)) as pool:
+                for error in pool.imap_unordered(_build_one, missing, chunksize=4):
+                    self._count(counts, error, bar)
+        else:
+            _start_worker(self, datasets, device)
+            for task in missing:
+                self._count(counts, _build_one(task), bar)
+        bar.close()
         return counts
+
+    @staticmethod
+    def _count(counts: dict[str, int], error: str | None, bar) -> None:
+        counts["failed" if error else "built"] += 1
+        if error:
+            bar.write(error)
+        bar.update(1)
+
+
+_worker: dict = {}
+
+
+def _start_worker(cache: FeatureCache, datasets: list[CorrespondenceDataset], device: str) -> None:
+    if device == "cpu":
+        torch.set_num_threads(1)  # one process per core
+    matcher = Matcher(cache.config, build_backbone(cache.config.backbone),
+                      build_proposals(cache.config.proposals, device=device), None, torch.device(device))
+    _worker.update(cache=cache, datasets=datasets, matcher=matcher)
+
+
+def _build_one(task) -> str | None:
+    """Compute and store one record; returns an error message instead of raising."""
+    (take, camera, frame), number = task
+    cache: FeatureCache = _worker["cache"]
+    try:
+        record = compute_record(_worker["matcher"], _worker["datasets"][number], take, camera, frame)
+    except OmamaError as error:
+        return f"skipped {take}/{camera}/{frame}: {error}"
+    path = cache.path(take, camera, frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **record)
+    os.replace(temporary, path)  # a killed build never leaves half a record
+    return None
 
 
 def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: str, frame: int) -> dict[str, np.ndarray]:
@@ -110,12 +144,13 @@ def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: s
         proposals = matcher.candidates(image)
         if len(proposals) == 0:
             raise DatasetError(f"{take}/{camera}/{frame}: no proposals")
-        cand_desc = proposal_descriptors(tokens, proposals, matcher.config.context_px)
+        scale = matcher.input_scale(image, view)
+        cand_desc = proposal_descriptors(tokens, proposals, matcher.config.context_px, scale)
         grid = proposals.resized_masks(pooling_grid_size(tokens.shape[1:])).astype(np.float32)
         ys, xs = np.mgrid[: grid.shape[1], : grid.shape[2]]
         area = np.maximum(grid.sum(axis=(1, 2)), 1)
-        scale = np.array([width / grid.shape[2], height / grid.shape[1]], np.float32)
-        centres = np.stack([(grid * xs).sum(axis=(1, 2)) / area, (grid * ys).sum(axis=(1, 2)) / area], 1) * scale
+        cell = np.array([width / grid.shape[2], height / grid.shape[1]], np.float32)
+        centres = np.stack([(grid * xs).sum(axis=(1, 2)) / area, (grid * ys).sum(axis=(1, 2)) / area], 1) * cell
         objects, masks = [], []
         for name, cams in dataset.takes[take].masks.items():
             if camera in cams and dataset.mask_rle(take, name, camera, frame) is not None:
@@ -124,7 +159,8 @@ def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: s
                     objects.append(name)
                     masks.append(mask)
         masks = np.stack(masks) if masks else np.zeros((0, height, width), bool)
-        gt_desc = (mask_context_descriptors(tokens, masks, (height, width), context_px=matcher.config.context_px)
+        gt_desc = (mask_context_descriptors(tokens, masks, (height, width), context_px=matcher.config.context_px,
+                                            scale=scale)
                    if len(masks) else torch.zeros(0, cand_desc.shape[1]))
     return {
         "tokens": tokens.numpy().astype(np.float16),

@@ -77,7 +77,7 @@ class TrainConfig:
     seed: int = 42
     checkpoint_every: int = 50
     log_every: int = 10
-    num_workers: int = 0
+    num_workers: int = 2  # processes that build the feature cache on the CPU
 
     def validate(self) -> "TrainConfig":
         if self.direction not in DIRECTIONS:

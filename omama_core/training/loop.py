@@ -142,7 +142,8 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        cache.build([train_set, val_set], device=str(torch_device) if torch_device.type == "cuda" else "cpu")
+        cache.build([train_set, val_set], device=str(torch_device) if torch_device.type == "cuda" else "cpu",
+                    workers=config.num_workers)
     if world > 1:
         dist.barrier()
     show = progress and main

@@ -1,0 +1,214 @@
+"""MatcherConfig from YAML: shipped configs, overrides, path resolution, errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from omama_core.config import (CONFIG_DIR, MatcherConfig, available_configs, config_from_dict, load_config,
+                               parse_overrides)
+from omama_core.errors import ConfigError
+
+
+def write_yaml(path, data) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+# ---- shipped configs ------------------------------------------------------------------------
+
+def test_available_configs_are_the_shipped_yaml_files():
+    names = available_configs()
+    assert names == sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    assert "default" in names and "knn" in names
+
+
+@pytest.mark.parametrize("name", available_configs())
+def test_every_shipped_config_loads_and_validates(name):
+    config = load_config(name)
+    assert isinstance(config, MatcherConfig)
+    assert config.name == name
+    raw = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+    assert config.direction == raw["direction"]
+    assert config.backbone.kind == raw["backbone"]["kind"]
+    assert config.proposals.kind == raw["proposals"]["kind"]
+    assert config.head.kind == raw["head"]["kind"]
+    # every path a shipped config names is absolute after loading (no '~', no relative path)
+    for path in (config.backbone.weights, config.proposals.weights, config.head_checkpoint()):
+        if path is not None:
+            assert os.path.isabs(path) and "~" not in path, path
+
+
+def test_default_config_needs_no_weights():
+    config = load_config("default")
+    assert config.backbone.kind == "handcrafted"
+    assert config.proposals.kind == "classical"
+    assert config.head.kind == "knn"
+    assert config.backbone.weights is None and config.proposals.weights is None and config.head.checkpoint is None
+
+
+def test_load_config_accepts_a_yaml_path_to_a_shipped_file():
+    by_path = load_config(CONFIG_DIR / "knn.yaml")
+    assert by_path.to_dict() == load_config("knn").to_dict()
+
+
+# ---- overrides ------------------------------------------------------------------------------
+
+def test_dotted_overrides_reach_nested_sections():
+    config = load_config("default", {"proposals.max_masks": 7, "visibility_threshold": 0.9,
+                                     "direction": "exo2ego", "sizing.exo_max_side": 480})
+    assert config.proposals.max_masks == 7
+    assert config.visibility_threshold == 0.9
+    assert config.direction == "exo2ego"
+    assert config.sizing.exo_max_side == 480
+    # the rest keeps the file's values
+    assert config.proposals.kind == "classical"
+    assert config.sizing.ego_max_side == load_config("default").sizing.ego_max_side
+
+
+def test_overrides_do_not_leak_into_the_next_load():
+    load_config("default", {"proposals.max_masks": 3})
+    assert load_config("default").proposals.max_masks != 3
+
+
+def test_parse_overrides_reads_values_as_yaml():
+    overrides = parse_overrides(["proposals.conf=0.25", "proposals.max_masks=12", "head.kind=knn",
+                                 "backbone.weights=~/w.pth", "sizing=[1, 2]", "flag=true", "empty=",
+                                 " spaced.key =x=y"])
+    assert overrides["proposals.conf"] == 0.25 and isinstance(overrides["proposals.conf"], float)
+    assert overrides["proposals.max_masks"] == 12 and isinstance(overrides["proposals.max_masks"], int)
+    assert overrides["head.kind"] == "knn"
+    assert overrides["backbone.weights"] == "~/w.pth"
+    assert overrides["sizing"] == [1, 2]
+    assert overrides["flag"] is True
+    assert overrides["empty"] is None
+    assert overrides["spaced.key"] == "x=y"  # split at the first '='; key stripped
+
+
+def test_parse_overrides_rejects_an_item_without_equals():
+    with pytest.raises(ConfigError, match="noequals.*key=value"):
+        parse_overrides(["noequals"])
+
+
+def test_parse_overrides_rejects_invalid_yaml_with_a_config_error():
+    with pytest.raises(ConfigError, match=r"proposals.conf=\[1,"):
+        parse_overrides(["proposals.conf=[1,"])
+
+
+def test_override_below_a_scalar_is_a_config_error():
+    with pytest.raises(ConfigError, match="direction"):
+        load_config("default", {"direction.sub": 1})
+
+
+def test_override_with_an_unknown_key_names_it():
+    with pytest.raises(ConfigError, match="proposals.confidence"):
+        load_config("default", {"proposals.confidence": 0.3})
+
+
+def test_override_with_an_invalid_value_is_validated():
+    with pytest.raises(ConfigError, match="direction"):
+        load_config("default", {"direction": "ego2ego"})
+    with pytest.raises(ConfigError, match="context_px"):
+        load_config("default", {"context_px": -1})
+
+
+# ---- paths ----------------------------------------------------------------------------------
+
+def test_relative_paths_in_a_user_yaml_resolve_against_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = write_yaml(folder / "mine.yaml", {
+        "backbone": {"kind": "dinov2", "weights": "weights/dino.pth"},
+        "proposals": {"kind": "fastsam", "weights": "../shared/FastSAM-x.pt"},
+        "head": {"kind": "trained", "checkpoint": {"ego2exo": "heads/e2x.pt", "exo2ego": "/abs/x2e.pt"}},
+    })
+    monkeypatch.chdir(tmp_path)  # the working folder must not matter
+    config = load_config(path)
+    assert config.name == "mine"
+    assert config.backbone.weights == str((folder / "weights" / "dino.pth").resolve())
+    assert config.proposals.weights == str((tmp_path / "shared" / "FastSAM-x.pt").resolve())
+    assert config.head_checkpoint("ego2exo") == str((folder / "heads" / "e2x.pt").resolve())
+    assert config.head_checkpoint("exo2ego") == "/abs/x2e.pt"
+
+
+def test_tilde_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write_yaml(tmp_path / "tilde.yaml", {"backbone": {"kind": "dinov2", "weights": "~/dino.pth"},
+                                                "head": {"kind": "official", "checkpoint": "~/omama.pt"}})
+    config = load_config(path)
+    assert config.backbone.weights == str(tmp_path / "home" / "dino.pth")
+    assert config.head.checkpoint == str(tmp_path / "home" / "omama.pt")
+
+
+def test_path_overrides_are_relative_to_the_working_folder(tmp_path, monkeypatch):
+    """A path typed on the command line (--backbone-weights, --set ...weights=) means the
+    user's working folder, not the folder of the (shipped or user) YAML file."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config("dinov2_fastsam_knn", {"backbone.weights": "w/dino.pth", "proposals.weights": "sam.pt"})
+    assert config.backbone.weights == str(tmp_path / "w" / "dino.pth")
+    assert config.proposals.weights == str(tmp_path / "sam.pt")
+
+
+def test_head_checkpoint_mapping_is_keyed_by_direction(tmp_path):
+    path = write_yaml(tmp_path / "two.yaml", {"head": {"kind": "trained", "checkpoint": {"ego2exo": "/a.pt"}}})
+    config = load_config(path)
+    assert config.head_checkpoint() == "/a.pt"
+    with pytest.raises(ConfigError, match="exo2ego"):
+        config.head_checkpoint("exo2ego")
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def test_unknown_name_lists_the_available_configs():
+    with pytest.raises(ConfigError) as error:
+        load_config("no_such_config")
+    assert "no_such_config" in str(error.value)
+    for name in available_configs():
+        assert name in str(error.value)
+
+
+def test_missing_yaml_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found.*missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("backbone: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(path)
+
+
+def test_unknown_key_in_a_yaml_is_named(tmp_path):
+    path = write_yaml(tmp_path / "typo.yaml", {"proposals": {"kind": "classical", "max_mask": 10}})
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "proposals.max_mask" in str(error.value)
+    assert "max_masks" in str(error.value)  # the known keys are listed, so the typo is easy to spot
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    path = write_yaml(tmp_path / "typo.yaml", {"visibility_treshold": 0.2})
+    with pytest.raises(ConfigError, match="visibility_treshold"):
+        load_config(path)
+
+
+def test_section_that_is_not_a_mapping_is_a_config_error():
+    with pytest.raises(ConfigError, match="backbone"):
+        config_from_dict({"backbone": "dinov2"})
+
+
+@pytest.mark.parametrize("kind", ["official", "trained"])
+def test_head_with_weights_needs_a_checkpoint(tmp_path, kind):
+    path = write_yaml(tmp_path / "head.yaml", {"head": {"kind": kind}})
+    with pytest.raises(ConfigError, match="head.checkpoint"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("section, value", [("backbone.kind", "resnet"), ("proposals.kind", "sam2"),
+                                            ("head.kind", "mlp")])
+def test_unknown_kinds_are_rejected(section, value):
+    with pytest.raises(ConfigError, match=value):
+        load_config("default", {section: value})

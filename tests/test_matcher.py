@@ -1,0 +1,423 @@
+"""Matcher.match on the offline default config, and matchers built from checkpoints.
+
+The scene (conftest.two_views) has four distinctly coloured objects seen by both cameras at
+different scales and white balances; the offline default must find each one.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from omama_core import Matcher, MatchResult, available_configs, load_config
+from omama_core.errors import ConfigError, DeviceError, InputError, OmamaError, WeightsNotFoundError
+from omama_core.head import MatchingHead
+from omama_core.matcher import resolve_device
+from omama_core.proposals import Proposals
+
+STAGES = {"backbone_source", "backbone_target", "proposals", "encoder", "head", "total"}
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+class Counting:
+    """Wraps a callable and counts its calls."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.inner(*args, **kwargs)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def assert_well_formed(result: MatchResult, target_hw: tuple[int, int]) -> None:
+    """Types, shapes and the internal consistency of one result."""
+    assert isinstance(result, MatchResult)
+    assert result.mask.dtype == bool and result.mask.shape == target_hw
+    assert isinstance(result.score, float) and isinstance(result.visibility, float)
+    assert isinstance(result.visible, bool)
+    assert isinstance(result.candidate, int) and isinstance(result.num_candidates, int)
+    if result.visible:
+        assert result.reason is None
+        assert 0 <= result.candidate < result.num_candidates
+        assert -1.0 - 1e-5 <= result.score <= 1.0 + 1e-5
+        ys, xs = np.nonzero(result.mask)
+        assert len(ys) > 0
+        # exclusive right/bottom: the box is the tightest one that holds every mask pixel
+        assert result.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert all(isinstance(v, int) for v in result.box)
+    else:
+        assert result.reason
+        assert not result.mask.any() and result.box is None and result.candidate == -1
+
+
+@pytest.fixture(scope="module")
+def queries(two_views):
+    """(names, (4, Hs, Ws) bool) of the ego objects, in a fixed order."""
+    _, ego_masks, _, _ = two_views
+    names = list(ego_masks)
+    return names, np.stack([ego_masks[name] for name in names])
+
+
+@pytest.fixture(scope="module")
+def batch(default_matcher, two_views, queries):
+    """The default matcher's answers to all four queries in one call."""
+    ego, _, exo, _ = two_views
+    return default_matcher.match(ego, queries[1], exo)
+
+
+# ---- the normal call ------------------------------------------------------------------------
+
+def test_one_result_per_query_in_query_order(batch, two_views, queries):
+    _, _, exo, exo_masks = two_views
+    names, masks = queries
+    assert len(batch) == len(masks) == 4
+    for name, result in zip(names, batch):
+        assert result.visible, (name, result.to_json())
+        overlaps = {other: iou(result.mask, truth) for other, truth in exo_masks.items()}
+        assert max(overlaps, key=overlaps.get) == name, (name, overlaps)
+        assert overlaps[name] > 0.5, (name, overlaps)
+
+
+def test_results_are_well_formed(batch, two_views, default_matcher):
+    _, _, exo, _ = two_views
+    for result in batch:
+        assert_well_formed(result, exo.shape[:2])
+        assert result.num_candidates > 0
+        assert result.visibility >= default_matcher.visibility_threshold  # since visible
+        assert result.visibility == pytest.approx(result.score)  # k-NN: visibility is the best cosine
+
+
+def test_timings_per_stage(batch):
+    for result in batch:
+        assert set(result.timings) == STAGES
+        assert all(v >= 0 for v in result.timings.values())
+        stages = sum(v for k, v in result.timings.items() if k != "total")
+        assert result.timings["total"] >= stages - 1e-6
+    assert batch[0].timings is not batch[1].timings  # each result owns its dict
+
+
+def test_to_json_has_no_mask_and_is_serialisable(batch):
+    import json
+
+    data = json.loads(json.dumps(batch[0].to_json()))
+    assert {"visible", "score", "visibility", "box", "candidate", "num_candidates", "reason",
+            "timings_ms"} == set(data)
+    assert data["box"] == list(batch[0].box)
+    assert set(data["timings_ms"]) == STAGES
+
+
+def test_single_hw_mask_alone_equals_the_same_query_in_a_batch(default_matcher, two_views, queries, batch):
+    ego, ego_masks, exo, _ = two_views
+    alone = default_matcher.match(ego, ego_masks["blue_box"].astype(np.uint8), exo)  # (H, W), 0/1
+    assert len(alone) == 1
+    reference = batch[queries[0].index("blue_box")]
+    assert alone[0].candidate == reference.candidate
+    assert alone[0].num_candidates == reference.num_candidates
+    np.testing.assert_array_equal(alone[0].mask, reference.mask)
+    assert alone[0].score == pytest.approx(reference.score, abs=1e-5)
+    assert alone[0].visible == reference.visible
+
+
+def test_k_queries_share_one_backbone_pass_per_image_and_one_proposal_pass(default_matcher, two_views,
+                                                                           queries, batch, monkeypatch):
+    ego, _, exo, _ = two_views
+    proposals = Counting(default_matcher.proposals)
+    backbone = Counting(default_matcher.backbone)
+    monkeypatch.setattr(default_matcher, "proposals", proposals)
+    monkeypatch.setattr(default_matcher, "backbone", backbone)
+    order = [3, 0, 2]
+    results = default_matcher.match(ego, queries[1][order], exo)
+    assert proposals.calls == 1
+    assert backbone.calls == 2  # source and target, not once per query
+    assert len(results) == 3
+    for index, result in zip(order, results):  # another order and subset: the same answers
+        assert result.candidate == batch[index].candidate
+        assert result.score == pytest.approx(batch[index].score, abs=1e-5)
+
+
+def test_visibility_threshold_changes_live(default_matcher, two_views, queries, monkeypatch):
+    ego, _, exo, _ = two_views
+    masks = queries[1][:2]
+    monkeypatch.setattr(default_matcher, "visibility_threshold", 2.0)  # no cosine reaches 2
+    high = default_matcher.match(ego, masks, exo)
+    for result in high:
+        assert_well_formed(result, exo.shape[:2])
+        assert not result.visible
+        assert "threshold" in result.reason and "2.000" in result.reason
+        assert result.score > -1.0 and result.num_candidates > 0  # it was scored, just judged not visible
+    monkeypatch.setattr(default_matcher, "visibility_threshold", -2.0)
+    low = default_matcher.match(ego, masks, exo)
+    for before, result in zip(high, low):
+        assert_well_formed(result, exo.shape[:2])
+        assert result.visible and result.mask.any()
+        assert result.score == pytest.approx(before.score, abs=1e-5)
+
+
+def test_empty_query_mask_is_not_visible_and_the_others_are_answered(default_matcher, two_views, queries, batch):
+    ego, _, exo, _ = two_views
+    masks = np.stack([np.zeros_like(queries[1][0]), queries[1][0]])
+    results = default_matcher.match(ego, masks, exo)
+    assert len(results) == 2
+    assert_well_formed(results[0], exo.shape[:2])
+    assert not results[0].visible and results[0].reason == "empty query mask"
+    assert results[1].visible and results[1].candidate == batch[0].candidate
+    np.testing.assert_array_equal(results[1].mask, batch[0].mask)
+
+
+def test_all_queries_empty(default_matcher, two_views):
+    ego, _, exo, _ = two_views
+    results = default_matcher.match(ego, np.zeros((2,) + ego.shape[:2], bool), exo)
+    assert len(results) == 2
+    for result in results:
+        assert_well_formed(result, exo.shape[:2])
+        assert not result.visible and result.reason == "empty query mask"
+
+
+def test_flat_target_has_no_candidates(default_matcher, two_views, queries):
+    ego, _, exo, _ = two_views
+    flat = np.full((200, 300, 3), 128, np.uint8)
+    results = default_matcher.match(ego, queries[1][:2], flat)
+    assert len(results) == 2
+    for result in results:
+        assert_well_formed(result, (200, 300))
+        assert not result.visible and result.num_candidates == 0 and result.score == -1.0
+        assert "no mask candidates" in result.reason
+
+
+def test_no_proposals_gives_not_visible_at_target_size(default_matcher, two_views, queries, monkeypatch):
+    ego, _, exo, _ = two_views
+    monkeypatch.setattr(default_matcher, "proposals", lambda image: Proposals.empty(*image.shape[:2]))
+    results = default_matcher.match(ego, queries[1], exo)
+    assert len(results) == 4
+    for result in results:
+        assert_well_formed(result, exo.shape[:2])
+        assert not result.visible and result.num_candidates == 0
+        assert "no mask candidates" in result.reason
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+def test_source_mask_of_another_size_names_both_sizes(default_matcher, two_views):
+    ego, _, exo, _ = two_views
+    with pytest.raises(InputError) as error:
+        default_matcher.match(ego, np.ones((100, 120), bool), exo)
+    message = str(error.value)
+    assert "120x100" in message and f"{ego.shape[1]}x{ego.shape[0]}" in message
+
+
+def test_masks_of_a_bad_rank_are_an_input_error(default_matcher, two_views):
+    ego, _, exo, _ = two_views
+    with pytest.raises(InputError, match="shape"):
+        default_matcher.match(ego, np.ones((1, 1) + ego.shape[:2], bool), exo)
+
+
+def test_uint16_source_and_rgba_target_are_converted(default_matcher, two_views, queries, batch):
+    ego, _, exo, _ = two_views
+    ego16 = ego.astype(np.uint16) * 257  # converts back to exactly ego
+    alpha = np.random.default_rng(0).integers(0, 256, exo.shape[:2], dtype=np.uint8)
+    exo_rgba = np.dstack([exo, alpha])  # alpha is dropped, so this is exactly exo
+    results = default_matcher.match(ego16, queries[1], exo_rgba)
+    for result, reference in zip(results, batch):
+        assert_well_formed(result, exo.shape[:2])
+        assert result.candidate == reference.candidate
+        assert result.score == pytest.approx(reference.score, abs=1e-5)
+
+
+def test_grayscale_images_are_accepted(default_matcher, two_views, queries):
+    ego, _, exo, _ = two_views
+    ego_gray = cv2.cvtColor(ego, cv2.COLOR_RGB2GRAY)  # (H, W)
+    exo_gray = cv2.cvtColor(exo, cv2.COLOR_RGB2GRAY)[:, :, None]  # (H, W, 1)
+    results = default_matcher.match(ego_gray, queries[1][:2], exo_gray)
+    assert len(results) == 2
+    for result in results:
+        assert_well_formed(result, exo.shape[:2])
+        assert result.num_candidates > 0
+
+
+def test_unsupported_image_is_an_input_error_naming_the_image(default_matcher, two_views, queries):
+    ego, _, exo, _ = two_views
+    with pytest.raises(InputError, match="target image"):
+        default_matcher.match(ego, queries[1], exo[:, :, :2])
+
+
+# ---- building a matcher ---------------------------------------------------------------------
+
+@needs_no_cuda
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_is_a_device_error(device):
+    with pytest.raises(DeviceError) as error:
+        Matcher.from_config("default", device=device)
+    message = str(error.value)
+    assert device in message and "CUDA is not available" in message and "cpu" in message
+
+
+def test_unknown_device_is_a_device_error():
+    with pytest.raises(DeviceError, match="'tpu'.*auto, cpu, cuda"):
+        resolve_device("tpu")
+
+
+@needs_no_cuda
+def test_auto_device_is_cpu_here():
+    assert resolve_device("auto") == torch.device("cpu")
+    matcher = Matcher.from_config("default", device="auto")
+    assert matcher.device.type == "cpu"
+    assert next(matcher.backbone.buffers()).device.type == "cpu"
+
+
+def test_direction_and_overrides_reach_the_config():
+    matcher = Matcher.from_config("default", device="cpu", direction="exo2ego",
+                                  overrides={"visibility_threshold": 0.75})
+    assert matcher.config.direction == "exo2ego"
+    assert matcher.visibility_threshold == 0.75 and matcher.config.visibility_threshold == 0.75
+    assert matcher.head is None and matcher.config.head.kind == "knn"
+
+
+def test_unknown_config_name_lists_the_available_configs():
+    with pytest.raises(ConfigError) as error:
+        Matcher.from_config("not_a_config", device="cpu")
+    assert "not_a_config" in str(error.value)
+    for name in available_configs():
+        assert name in str(error.value)
+
+
+def test_config_with_an_unknown_key_names_it(tmp_path):
+    data = load_config("default").to_dict()
+    data["head"]["temperature"] = 0.1
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="head.temperature"):
+        Matcher.from_config(str(path), device="cpu")
+
+
+def test_official_head_without_checkpoint_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="head.checkpoint"):
+        Matcher.from_config("default", device="cpu", overrides={"head.kind": "official"})
+    path = tmp_path / "official.yaml"
+    path.write_text(yaml.safe_dump({"backbone": {"kind": "handcrafted"}, "proposals": {"kind": "classical"},
+                                    "head": {"kind": "official"}}))
+    with pytest.raises(ConfigError, match="head.checkpoint"):
+        Matcher.from_config(str(path), device="cpu")
+
+
+def test_official_head_with_a_missing_file_names_it(tmp_path):
+    missing = tmp_path / "omama_exo2ego.pt"
+    with pytest.raises(WeightsNotFoundError, match="omama_exo2ego.pt"):
+        Matcher.from_config("default", device="cpu",
+                            overrides={"head.kind": "official", "head.checkpoint": str(missing)})
+
+
+# ---- a matcher from an `omama train` checkpoint ---------------------------------------------
+
+def write_training_checkpoint(path, dim: int = 60) -> MatchingHead:
+    torch.manual_seed(0)
+    head = MatchingHead(dim=dim, source_grid=(5, 5), target_grid=(4, 6), hidden_dim=32, visibility=True)
+    config = load_config("default").to_dict()
+    config["head"] = {"kind": "trained", "checkpoint": None}
+    head.save(str(path), config=config, direction="ego2exo")
+    return head
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "head.pt"
+    head = write_training_checkpoint(path)
+    return path, head
+
+
+def test_matcher_from_a_training_checkpoint_loads_and_runs(checkpoint, two_views, queries):
+    path, saved = checkpoint
+    ego, _, exo, _ = two_views
+    matcher = Matcher.from_config(str(path), device="cpu")
+    assert matcher.config.head.kind == "trained" and matcher.config.head.checkpoint == str(path)
+    assert matcher.config.direction == "ego2exo"
+    assert matcher.head is not None and matcher.head.visibility is not None
+    for name, tensor in saved.state_dict().items():  # the saved weights, not a fresh head
+        assert torch.equal(matcher.head.state_dict()[name], tensor), name
+    results = matcher.match(ego, queries[1], exo)
+    assert len(results) == 4
+    for result in results:
+        assert_well_formed(result, exo.shape[:2])
+        assert result.num_candidates > 0
+        assert 0.0 <= result.visibility <= 1.0  # the learned probability
+        assert result.visible == (result.visibility >= matcher.visibility_threshold)
+        assert set(result.timings) == STAGES
+
+
+def test_training_checkpoint_used_for_the_other_direction_warns(checkpoint):
+    path, _ = checkpoint
+    with pytest.warns(UserWarning, match="trained for ego2exo"):
+        matcher = Matcher.from_config(str(path), device="cpu", direction="exo2ego")
+    assert matcher.config.direction == "exo2ego"
+
+
+def test_training_checkpoint_head_of_another_width_is_a_config_error(tmp_path):
+    path = tmp_path / "narrow.pt"
+    write_training_checkpoint(path, dim=32)
+    with pytest.raises(ConfigError) as error:
+        Matcher.from_config(str(path), device="cpu")
+    assert "32" in str(error.value) and "60" in str(error.value)
+
+
+def test_pt_file_without_an_embedded_config_is_a_config_error(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, path)
+    with pytest.raises(ConfigError, match="plain.pt.*no embedded config"):
+        Matcher.from_config(str(path), device="cpu")
+
+
+def test_missing_checkpoint_file_is_a_weights_error(tmp_path):
+    with pytest.raises(OmamaError, match="missing.pt"):
+        Matcher.from_config(str(tmp_path / "missing.pt"), device="cpu")
+
+
+# ---- resolution independence ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ego_features(default_matcher, two_views):
+    ego, _, _, _ = two_views
+    return default_matcher.dense_features(ego, "ego")[0]
+
+
+def test_object_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
+    """The same features and the same masks at 4x the pixels: the object half must agree."""
+    from omama_core.encoder import mask_context_descriptors
+
+    ego, _, _, _ = two_views
+    masks = queries[1]
+    small = mask_context_descriptors(ego_features, masks, ego.shape[:2])
+    big = mask_context_descriptors(ego_features, masks.repeat(4, 1).repeat(4, 2),
+                                   (ego.shape[0] * 4, ego.shape[1] * 4), scale=0.25)
+    c = ego_features.shape[0]
+    torch.testing.assert_close(big[:, :c], small[:, :c])
+
+
+def test_context_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
+    from omama_core.encoder import mask_context_descriptors
+
+    ego, _, _, _ = two_views
+    masks = queries[1]
+    small = mask_context_descriptors(ego_features, masks, ego.shape[:2])
+    big = mask_context_descriptors(ego_features, masks.repeat(4, 1).repeat(4, 2),
+                                   (ego.shape[0] * 4, ego.shape[1] * 4), scale=0.25)
+    c = ego_features.shape[0]
+    torch.testing.assert_close(big[:, c:], small[:, c:], atol=0.02, rtol=0)
+
+
+def test_match_does_not_depend_on_the_source_resolution(two_views, queries, batch):
+    ego, _, exo, _ = two_views
+    # ego 352x352 -> model input 350x350 both in the default config and here; 1408x1408 -> 350x350 here
+    matcher = Matcher.from_config("default", device="cpu", overrides={"sizing.ego_max_side": ego.shape[0]})
+    big = cv2.resize(ego, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+    results = matcher.match(big, queries[1].repeat(4, 1).repeat(4, 2), exo)
+    for result, reference in zip(results, batch):
+        assert result.candidate == reference.candidate
+        assert result.score == pytest.approx(reference.score, abs=0.02)
