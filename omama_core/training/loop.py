@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
-from torch import nn
 from tqdm import tqdm
 
 from ..config import load_config
@@ -35,54 +33,13 @@ from ..matcher import resolve_device
 from ..metrics import balanced_accuracy
 from .config import TrainConfig
 from .pairs import CachedPairs
+from .step import TrainingStep, proposal_scores
 
 
 def learning_rate(step: int, total: int, lr: float, min_lr: float) -> float:
     """Cosine annealing from lr at step 0 to min_lr at step total."""
     progress = min(step / max(total, 1), 1.0)
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-class TrainingStep(nn.Module):
-    """Head + losses in one forward, so that DDP sees every parameter used."""
-
-    def __init__(self, head: MatchingHead, temperature: float, visibility_weight: float):
-        super().__init__()
-        self.head, self.temperature, self.visibility_weight = head, temperature, visibility_weight
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        source = self.head.embed_sources(batch["source_desc"][:, None], batch["target_tokens"])  # (B, 1, D)
-        candidates = self.head.embed_candidates(batch["candidates"], batch["source_tokens"])  # (B, K, D)
-        scores = (candidates * source).sum(-1)  # (B, K)
-        visible = batch["visible"].float()
-        # InfoNCE; a sample whose object is not visible adds zero but counts in the mean
-        per_sample = F.cross_entropy(scores / self.temperature, batch["label"], reduction="none") * visible
-        match_loss = per_sample.mean()
-        out = {"match_loss": match_loss,
-               "top1": ((scores.argmax(1) == batch["label"]).float() * visible).sum() / visible.sum().clamp(min=1)}
-        loss = match_loss
-        if self.head.visibility is not None:
-            with torch.no_grad():  # the visibility output learns on the matcher's scores, not the reverse
-                all_scores = proposal_scores(self.head, batch, source)
-            logits = self.head.visibility_logit(source[:, 0].detach(), all_scores, batch["valid"])
-            visibility_loss = F.binary_cross_entropy_with_logits(logits, visible)
-            out["visibility_loss"] = visibility_loss
-            loss = loss + self.visibility_weight * visibility_loss
-        out["loss"] = loss
-        return out
-
-
-def proposal_scores(head: MatchingHead | None, batch: dict[str, torch.Tensor],
-                    source: torch.Tensor | None = None) -> torch.Tensor:
-    """Scores (B, P) of every proposal of the target view, -1 on padding. head None: the
-    k-NN variant (cosine of the raw descriptors)."""
-    if head is None:
-        scores = (F.normalize(batch["proposals"], dim=-1) * F.normalize(batch["source_desc"], dim=-1)[:, None]).sum(-1)
-    else:
-        if source is None:
-            source = head.embed_sources(batch["source_desc"][:, None], batch["target_tokens"])
-        scores = (head.embed_candidates(batch["proposals"], batch["source_tokens"]) * source).sum(-1)
-    return scores.masked_fill(~batch["valid"], -1.0)
 
 
 @torch.no_grad()
