@@ -31,7 +31,10 @@ class TrainingStep(nn.Module):
             with torch.no_grad():  # the visibility output learns on the matcher's scores, not the reverse
                 all_scores = proposal_scores(self.head, batch, source)
             logits = self.head.visibility_logit(source[:, 0].detach(), all_scores, batch["valid"])
-            visibility_loss = F.binary_cross_entropy_with_logits(logits, visible)
+            # class-balanced: most objects are visible, and the metric is balanced accuracy
+            share = visible.mean().clamp(0.05, 0.95)
+            weights = visible * (0.5 / share) + (1 - visible) * (0.5 / (1 - share))
+            visibility_loss = F.binary_cross_entropy_with_logits(logits, visible, weight=weights)
             out["visibility_loss"] = visibility_loss
             loss = loss + self.visibility_weight * visibility_loss
         out["loss"] = loss
