@@ -9,7 +9,6 @@ Both return a `Proposals` container.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import cv2
 import numpy as np

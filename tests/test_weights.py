@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omama_core import Matcher
-from omama_core.backbone import DinoV2Backbone, preprocess
+from omama_core.backbone import DinoV2Backbone
 from omama_core.errors import WeightsNotFoundError
 from omama_core.proposals import FastSAMProposals
 

@@ -134,6 +134,8 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
 
     matcher_dict = matcher_config.to_dict()
     matcher_dict["head"] = {"kind": "trained", "checkpoint": None}
+    if config.head.visibility:  # the threshold then applies to a probability
+        matcher_dict["visibility_threshold"] = 0.5
 
     def save(path: Path, with_optimizer: bool) -> None:
         extra = {"config": matcher_dict, "direction": config.direction, "train_config": config.to_dict(),
