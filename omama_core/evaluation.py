@@ -195,8 +195,11 @@ def predict(
             size = target_evaluation_size(dataset, first.take, first.target_camera, fallback=target.shape[:2])
             for i, result in zip(kept, results):
                 confidence = confidence_from_visibility(result.visibility, matcher.visibility_threshold, result.visible)
+                # the official protocol scores the mask whatever the confidence: submit the
+                # best candidate even when the object is judged not visible
+                mask = result.candidate_mask if result.candidate_mask is not None else result.mask
                 predictions[key_of(dataset.samples[i])] = Prediction(
-                    encode_rle(resize_nearest(result.mask, size)), confidence,
+                    encode_rle(resize_nearest(mask, size)), confidence,
                     {"score": float(result.score), "visibility": float(result.visibility), "reason": result.reason,
                      "num_candidates": int(result.num_candidates), "ms": float(result.timings.get("total", 0.0))},
                 )

@@ -41,6 +41,7 @@ class MatchResult:
     num_candidates: int
     timings: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+    candidate_mask: np.ndarray | None = None  # the best-scoring candidate's mask, visible or not
 
     def to_json(self) -> dict:
         """The result without the mask, for printing and logs."""
@@ -180,11 +181,12 @@ class Matcher:
             best = int(scores[k].argmax())
             score = float(scores[k, best])
             visible = bool(visibility[k] >= self.visibility_threshold)
-            mask = proposals.mask(best) if visible else np.zeros((height, width), bool)
+            best_mask = proposals.mask(best)
+            mask = best_mask if visible else np.zeros((height, width), bool)
             results.append(MatchResult(
                 mask=mask, score=score, visible=visible, visibility=float(visibility[k]),
                 box=mask_box(mask) if visible else None, candidate=best if visible else -1,
-                num_candidates=len(proposals), timings=dict(timings),
+                num_candidates=len(proposals), timings=dict(timings), candidate_mask=best_mask,
                 reason=None if visible else f"visibility {float(visibility[k]):.3f} below threshold "
                                             f"{self.visibility_threshold:.3f}"))
         return results

@@ -50,7 +50,8 @@ def two_views():
 
 
 @pytest.fixture(scope="session")
-def default_matcher():
+def knn_matcher():
+    """The training-free matcher: deterministic cosine scores, visibility = best score."""
     from omama_core import Matcher
 
-    return Matcher.from_config("default", device="cpu")
+    return Matcher.from_config("knn", device="cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,12 +42,21 @@ def test_every_shipped_config_loads_and_validates(name):
             assert os.path.isabs(path) and "~" not in path, path
 
 
-def test_default_config_needs_no_weights():
+def test_default_config_needs_no_download():
+    """Offline parts, and heads that ship inside the package (resolved next to the config)."""
     config = load_config("default")
-    assert config.backbone.kind == "handcrafted"
-    assert config.proposals.kind == "classical"
-    assert config.head.kind == "knn"
-    assert config.backbone.weights is None and config.proposals.weights is None and config.head.checkpoint is None
+    assert config.backbone.kind == "handcrafted" and config.backbone.weights is None
+    assert config.proposals.kind == "classical" and config.proposals.weights is None
+    assert config.head.kind == "trained"
+    for direction in ("ego2exo", "exo2ego"):
+        path = Path(config.head_checkpoint(direction))
+        assert path.is_file() and path.parent == CONFIG_DIR.parent / "weights"
+        assert path.stat().st_size < 20 * 2**20  # the shipped weights stay small
+
+
+def test_knn_config_needs_no_weights_at_all():
+    config = load_config("knn")
+    assert config.head.kind == "knn" and config.head.checkpoint is None
 
 
 def test_load_config_accepts_a_yaml_path_to_a_shipped_file():

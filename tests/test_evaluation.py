@@ -31,6 +31,7 @@ class FakeResult:
     num_candidates: int = 1
     reason: str | None = None
     timings: dict = field(default_factory=dict)
+    candidate_mask: np.ndarray | None = None
 
 
 class OracleMatcher:

@@ -68,10 +68,10 @@ def queries(two_views):
 
 
 @pytest.fixture(scope="module")
-def batch(default_matcher, two_views, queries):
-    """The default matcher's answers to all four queries in one call."""
+def batch(knn_matcher, two_views, queries):
+    """The k-NN matcher's answers to all four queries in one call."""
     ego, _, exo, _ = two_views
-    return default_matcher.match(ego, queries[1], exo)
+    return knn_matcher.match(ego, queries[1], exo)
 
 
 # ---- the normal call ------------------------------------------------------------------------
@@ -87,12 +87,12 @@ def test_one_result_per_query_in_query_order(batch, two_views, queries):
         assert overlaps[name] > 0.5, (name, overlaps)
 
 
-def test_results_are_well_formed(batch, two_views, default_matcher):
+def test_results_are_well_formed(batch, two_views, knn_matcher):
     _, _, exo, _ = two_views
     for result in batch:
         assert_well_formed(result, exo.shape[:2])
         assert result.num_candidates > 0
-        assert result.visibility >= default_matcher.visibility_threshold  # since visible
+        assert result.visibility >= knn_matcher.visibility_threshold  # since visible
         assert result.visibility == pytest.approx(result.score)  # k-NN: visibility is the best cosine
 
 
@@ -115,9 +115,9 @@ def test_to_json_has_no_mask_and_is_serialisable(batch):
     assert set(data["timings_ms"]) == STAGES
 
 
-def test_single_hw_mask_alone_equals_the_same_query_in_a_batch(default_matcher, two_views, queries, batch):
+def test_single_hw_mask_alone_equals_the_same_query_in_a_batch(knn_matcher, two_views, queries, batch):
     ego, ego_masks, exo, _ = two_views
-    alone = default_matcher.match(ego, ego_masks["blue_box"].astype(np.uint8), exo)  # (H, W), 0/1
+    alone = knn_matcher.match(ego, ego_masks["blue_box"].astype(np.uint8), exo)  # (H, W), 0/1
     assert len(alone) == 1
     reference = batch[queries[0].index("blue_box")]
     assert alone[0].candidate == reference.candidate
@@ -127,15 +127,15 @@ def test_single_hw_mask_alone_equals_the_same_query_in_a_batch(default_matcher, 
     assert alone[0].visible == reference.visible
 
 
-def test_k_queries_share_one_backbone_pass_per_image_and_one_proposal_pass(default_matcher, two_views,
+def test_k_queries_share_one_backbone_pass_per_image_and_one_proposal_pass(knn_matcher, two_views,
                                                                            queries, batch, monkeypatch):
     ego, _, exo, _ = two_views
-    proposals = Counting(default_matcher.proposals)
-    backbone = Counting(default_matcher.backbone)
-    monkeypatch.setattr(default_matcher, "proposals", proposals)
-    monkeypatch.setattr(default_matcher, "backbone", backbone)
+    proposals = Counting(knn_matcher.proposals)
+    backbone = Counting(knn_matcher.backbone)
+    monkeypatch.setattr(knn_matcher, "proposals", proposals)
+    monkeypatch.setattr(knn_matcher, "backbone", backbone)
     order = [3, 0, 2]
-    results = default_matcher.match(ego, queries[1][order], exo)
+    results = knn_matcher.match(ego, queries[1][order], exo)
     assert proposals.calls == 1
     assert backbone.calls == 2  # source and target, not once per query
     assert len(results) == 3
@@ -144,28 +144,28 @@ def test_k_queries_share_one_backbone_pass_per_image_and_one_proposal_pass(defau
         assert result.score == pytest.approx(batch[index].score, abs=1e-5)
 
 
-def test_visibility_threshold_changes_live(default_matcher, two_views, queries, monkeypatch):
+def test_visibility_threshold_changes_live(knn_matcher, two_views, queries, monkeypatch):
     ego, _, exo, _ = two_views
     masks = queries[1][:2]
-    monkeypatch.setattr(default_matcher, "visibility_threshold", 2.0)  # no cosine reaches 2
-    high = default_matcher.match(ego, masks, exo)
+    monkeypatch.setattr(knn_matcher, "visibility_threshold", 2.0)  # no cosine reaches 2
+    high = knn_matcher.match(ego, masks, exo)
     for result in high:
         assert_well_formed(result, exo.shape[:2])
         assert not result.visible
         assert "threshold" in result.reason and "2.000" in result.reason
         assert result.score > -1.0 and result.num_candidates > 0  # it was scored, just judged not visible
-    monkeypatch.setattr(default_matcher, "visibility_threshold", -2.0)
-    low = default_matcher.match(ego, masks, exo)
+    monkeypatch.setattr(knn_matcher, "visibility_threshold", -2.0)
+    low = knn_matcher.match(ego, masks, exo)
     for before, result in zip(high, low):
         assert_well_formed(result, exo.shape[:2])
         assert result.visible and result.mask.any()
         assert result.score == pytest.approx(before.score, abs=1e-5)
 
 
-def test_empty_query_mask_is_not_visible_and_the_others_are_answered(default_matcher, two_views, queries, batch):
+def test_empty_query_mask_is_not_visible_and_the_others_are_answered(knn_matcher, two_views, queries, batch):
     ego, _, exo, _ = two_views
     masks = np.stack([np.zeros_like(queries[1][0]), queries[1][0]])
-    results = default_matcher.match(ego, masks, exo)
+    results = knn_matcher.match(ego, masks, exo)
     assert len(results) == 2
     assert_well_formed(results[0], exo.shape[:2])
     assert not results[0].visible and results[0].reason == "empty query mask"
@@ -173,19 +173,19 @@ def test_empty_query_mask_is_not_visible_and_the_others_are_answered(default_mat
     np.testing.assert_array_equal(results[1].mask, batch[0].mask)
 
 
-def test_all_queries_empty(default_matcher, two_views):
+def test_all_queries_empty(knn_matcher, two_views):
     ego, _, exo, _ = two_views
-    results = default_matcher.match(ego, np.zeros((2,) + ego.shape[:2], bool), exo)
+    results = knn_matcher.match(ego, np.zeros((2,) + ego.shape[:2], bool), exo)
     assert len(results) == 2
     for result in results:
         assert_well_formed(result, exo.shape[:2])
         assert not result.visible and result.reason == "empty query mask"
 
 
-def test_flat_target_has_no_candidates(default_matcher, two_views, queries):
+def test_flat_target_has_no_candidates(knn_matcher, two_views, queries):
     ego, _, exo, _ = two_views
     flat = np.full((200, 300, 3), 128, np.uint8)
-    results = default_matcher.match(ego, queries[1][:2], flat)
+    results = knn_matcher.match(ego, queries[1][:2], flat)
     assert len(results) == 2
     for result in results:
         assert_well_formed(result, (200, 300))
@@ -193,10 +193,10 @@ def test_flat_target_has_no_candidates(default_matcher, two_views, queries):
         assert "no mask candidates" in result.reason
 
 
-def test_no_proposals_gives_not_visible_at_target_size(default_matcher, two_views, queries, monkeypatch):
+def test_no_proposals_gives_not_visible_at_target_size(knn_matcher, two_views, queries, monkeypatch):
     ego, _, exo, _ = two_views
-    monkeypatch.setattr(default_matcher, "proposals", lambda image: Proposals.empty(*image.shape[:2]))
-    results = default_matcher.match(ego, queries[1], exo)
+    monkeypatch.setattr(knn_matcher, "proposals", lambda image: Proposals.empty(*image.shape[:2]))
+    results = knn_matcher.match(ego, queries[1], exo)
     assert len(results) == 4
     for result in results:
         assert_well_formed(result, exo.shape[:2])
@@ -206,47 +206,47 @@ def test_no_proposals_gives_not_visible_at_target_size(default_matcher, two_view
 
 # ---- inputs ---------------------------------------------------------------------------------
 
-def test_source_mask_of_another_size_names_both_sizes(default_matcher, two_views):
+def test_source_mask_of_another_size_names_both_sizes(knn_matcher, two_views):
     ego, _, exo, _ = two_views
     with pytest.raises(InputError) as error:
-        default_matcher.match(ego, np.ones((100, 120), bool), exo)
+        knn_matcher.match(ego, np.ones((100, 120), bool), exo)
     message = str(error.value)
     assert "120x100" in message and f"{ego.shape[1]}x{ego.shape[0]}" in message
 
 
-def test_masks_of_a_bad_rank_are_an_input_error(default_matcher, two_views):
+def test_masks_of_a_bad_rank_are_an_input_error(knn_matcher, two_views):
     ego, _, exo, _ = two_views
     with pytest.raises(InputError, match="shape"):
-        default_matcher.match(ego, np.ones((1, 1) + ego.shape[:2], bool), exo)
+        knn_matcher.match(ego, np.ones((1, 1) + ego.shape[:2], bool), exo)
 
 
-def test_uint16_source_and_rgba_target_are_converted(default_matcher, two_views, queries, batch):
+def test_uint16_source_and_rgba_target_are_converted(knn_matcher, two_views, queries, batch):
     ego, _, exo, _ = two_views
     ego16 = ego.astype(np.uint16) * 257  # converts back to exactly ego
     alpha = np.random.default_rng(0).integers(0, 256, exo.shape[:2], dtype=np.uint8)
     exo_rgba = np.dstack([exo, alpha])  # alpha is dropped, so this is exactly exo
-    results = default_matcher.match(ego16, queries[1], exo_rgba)
+    results = knn_matcher.match(ego16, queries[1], exo_rgba)
     for result, reference in zip(results, batch):
         assert_well_formed(result, exo.shape[:2])
         assert result.candidate == reference.candidate
         assert result.score == pytest.approx(reference.score, abs=1e-5)
 
 
-def test_grayscale_images_are_accepted(default_matcher, two_views, queries):
+def test_grayscale_images_are_accepted(knn_matcher, two_views, queries):
     ego, _, exo, _ = two_views
     ego_gray = cv2.cvtColor(ego, cv2.COLOR_RGB2GRAY)  # (H, W)
     exo_gray = cv2.cvtColor(exo, cv2.COLOR_RGB2GRAY)[:, :, None]  # (H, W, 1)
-    results = default_matcher.match(ego_gray, queries[1][:2], exo_gray)
+    results = knn_matcher.match(ego_gray, queries[1][:2], exo_gray)
     assert len(results) == 2
     for result in results:
         assert_well_formed(result, exo.shape[:2])
         assert result.num_candidates > 0
 
 
-def test_unsupported_image_is_an_input_error_naming_the_image(default_matcher, two_views, queries):
+def test_unsupported_image_is_an_input_error_naming_the_image(knn_matcher, two_views, queries):
     ego, _, exo, _ = two_views
     with pytest.raises(InputError, match="target image"):
-        default_matcher.match(ego, queries[1], exo[:, :, :2])
+        knn_matcher.match(ego, queries[1], exo[:, :, :2])
 
 
 # ---- building a matcher ---------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_auto_device_is_cpu_here():
 
 
 def test_direction_and_overrides_reach_the_config():
-    matcher = Matcher.from_config("default", device="cpu", direction="exo2ego",
+    matcher = Matcher.from_config("knn", device="cpu", direction="exo2ego",
                                   overrides={"visibility_threshold": 0.75})
     assert matcher.config.direction == "exo2ego"
     assert matcher.visibility_threshold == 0.75 and matcher.config.visibility_threshold == 0.75
@@ -300,7 +300,7 @@ def test_config_with_an_unknown_key_names_it(tmp_path):
 
 def test_official_head_without_checkpoint_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="head.checkpoint"):
-        Matcher.from_config("default", device="cpu", overrides={"head.kind": "official"})
+        Matcher.from_config("knn", device="cpu", overrides={"head.kind": "official"})
     path = tmp_path / "official.yaml"
     path.write_text(yaml.safe_dump({"backbone": {"kind": "handcrafted"}, "proposals": {"kind": "classical"},
                                     "head": {"kind": "official"}}))
@@ -382,9 +382,9 @@ def test_missing_checkpoint_file_is_a_weights_error(tmp_path):
 # ---- resolution independence ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ego_features(default_matcher, two_views):
+def ego_features(knn_matcher, two_views):
     ego, _, _, _ = two_views
-    return default_matcher.dense_features(ego, "ego")[0]
+    return knn_matcher.dense_features(ego, "ego")[0]
 
 
 def test_object_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
@@ -414,10 +414,29 @@ def test_context_descriptor_does_not_depend_on_the_image_resolution(ego_features
 
 def test_match_does_not_depend_on_the_source_resolution(two_views, queries, batch):
     ego, _, exo, _ = two_views
-    # ego 352x352 -> model input 350x350 both in the default config and here; 1408x1408 -> 350x350 here
-    matcher = Matcher.from_config("default", device="cpu", overrides={"sizing.ego_max_side": ego.shape[0]})
+    # ego 352x352 -> model input 350x350 both in the knn config and here; 1408x1408 -> 350x350 here
+    matcher = Matcher.from_config("knn", device="cpu", overrides={"sizing.ego_max_side": ego.shape[0]})
     big = cv2.resize(ego, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
     results = matcher.match(big, queries[1].repeat(4, 1).repeat(4, 2), exo)
     for result, reference in zip(results, batch):
         assert result.candidate == reference.candidate
         assert result.score == pytest.approx(reference.score, abs=0.02)
+
+
+@pytest.mark.parametrize("direction", ["ego2exo", "exo2ego"])
+def test_default_config_uses_the_shipped_trained_head_of_its_direction(direction, two_views, queries):
+    import torch
+
+    ego, _, exo, _ = two_views
+    matcher = Matcher.from_config("default", device="cpu", direction=direction)
+    assert matcher.head is not None and matcher.head.visibility is not None
+    shipped = torch.load(matcher.config.head_checkpoint(direction), map_location="cpu", weights_only=True)
+    assert shipped["direction"] == direction
+    source, target = (ego, exo) if direction == "ego2exo" else (exo, ego)
+    masks = queries[1] if direction == "ego2exo" else np.stack(list(two_views[3].values()))
+    results = matcher.match(source, masks, target)
+    assert len(results) == len(masks)
+    for result in results:
+        assert 0.0 <= result.visibility <= 1.0  # a probability, thresholded at 0.5
+        assert result.visible == (result.visibility >= 0.5)
+        assert result.candidate_mask is not None and result.candidate_mask.shape == target.shape[:2]
