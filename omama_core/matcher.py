@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .backbone import build_backbone, input_scale, model_input_size, preprocess
-from .config import HeadConfig, MatcherConfig, config_from_dict, load_config
+from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted
 from .encoder import mask_context_descriptors, proposal_descriptors
 from .errors import ConfigError, DeviceError, InputError
 from .head import MatchingHead, _load
@@ -246,11 +246,7 @@ def _config_and_head(name_or_path: str, direction: str | None, overrides: dict |
                               "for the authors' released weights use a YAML config with head.kind: official")
         data = payload["config"]
         for key, value in overrides.items():
-            section = data
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                section = section.setdefault(parent, {})
-            section[leaf] = value
+            set_dotted(data, key, value)
         config = config_from_dict(data)
         config.head = HeadConfig(kind="trained", checkpoint=name_or_path)  # the head is this file itself
         config.validate()

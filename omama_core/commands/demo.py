@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ..image_io import write_image
+from ..masks import mask_iou
 from ..visualize import overlay, side_by_side
 
 IOU_CORRECT = 0.5  # a match counts as correct at IoU >= 0.5 with the ground truth
@@ -19,11 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame", type=int, default=0, help="frame of the synthetic take (default: 0)")
     parser.add_argument("--config", default="default", help="config name, YAML or checkpoint (default: default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         results = matcher.match(source, np.stack([source_masks[n] for n in names]), target)
         for name, result in zip(names, results):
             truth = target_masks.get(name, np.zeros(target.shape[:2], bool))
-            iou = _iou(result.mask, truth) if name in target_masks else float("nan")
+            iou = mask_iou(result.mask, truth) if name in target_masks else float("nan")
             ok = (result.visible and iou >= IOU_CORRECT) if name in target_masks else not result.visible
             correct += ok
             total += 1
