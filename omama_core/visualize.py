@@ -31,11 +31,15 @@ def overlay(image: np.ndarray, masks: list[np.ndarray] | np.ndarray, colors=None
     return out
 
 
-def label_image(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 label image: pixel = index + 1 of the first mask covering it, else 0."""
+def label_image(masks, shape: tuple[int, int]) -> np.ndarray:
+    """Masks -> (H, W) uint8 labels: pixel = mask index + 1, 0 = none.
+
+    Where masks overlap the later one wins. Only 255 labels fit in uint8: masks from index
+    255 on are left out.
+    """
     labels = np.zeros(shape, np.uint8)
-    for i, mask in reversed(list(enumerate(masks))):
-        labels[mask] = min(i + 1, 255)
+    for index, mask in enumerate(masks[:255]):
+        labels[mask] = index + 1
     return labels
 
 

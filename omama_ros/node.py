@@ -28,12 +28,13 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from omama_core.visualize import label_image
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import conversions
 from .health import ERROR, Health, diagnostic_array
 from .msg import Match, MatchArray, Query, QueryArray
-from .overlay import label_image, render_overlay
+from .overlay import render_overlay
 from .pairing import FramePair, QueryPairer, Unmatched, WorkItem
 from .parameters import BY_NAME, PARAMS, check_choice, descriptor
 from .sync import make_synchronizer

@@ -7,23 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-# Distinct, saturated colours (RGB), cycled by query index.
-PALETTE = np.array([
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-], dtype=np.uint8)
-
-
-def label_image(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Query masks -> (H, W) uint8 labels: pixel = query index + 1, 0 = none.
-
-    Where masks overlap the later query wins. More than 255 queries cannot be labelled:
-    queries from index 255 on are left out.
-    """
-    labels = np.zeros(shape, np.uint8)
-    for index, mask in enumerate(masks[:255]):
-        labels[mask] = index + 1
-    return labels
+from omama_core.visualize import PALETTE
 
 
 def render_overlay(rgb: np.ndarray, masks: Sequence[np.ndarray], boxes: Sequence[tuple | None],

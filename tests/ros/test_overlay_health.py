@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from omama_ros.health import OK, WARN, Health
-from omama_ros.overlay import PALETTE, label_image, render_overlay
+from omama_core.visualize import PALETTE, label_image
+from omama_ros.overlay import render_overlay
 
 
 def test_label_image_marks_query_index_plus_one_later_wins():
