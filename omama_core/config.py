@@ -95,6 +95,7 @@ class MatcherConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     context_px: int = 100
     visibility_threshold: float = 0.5
+    whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
 
     def validate(self) -> "MatcherConfig":
         if self.direction not in DIRECTIONS:
@@ -109,6 +110,8 @@ class MatcherConfig:
             raise ConfigError(f"head.kind {self.head.kind!r} needs head.checkpoint (a path)")
         if self.context_px < 0:
             raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
+        if not 0.0 <= self.whole_object_margin <= 2.0:
+            raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
         return self
 
     def head_checkpoint(self, direction: str | None = None) -> str | None:

@@ -2,9 +2,10 @@
 
 For each mask, the object descriptor o is the mean of the dense features inside the mask
 and the context descriptor c the mean inside the mask's box grown by `context_px` on each
-side, both on a 4-px grid (the 14-px token features upsampled bilinearly). The descriptor is
-[o; c]. This follows the publication exactly (see docs/method.md for the details that
-matter to reproduce its numbers).
+side, both on a 4-px grid (the 14-px token features upsampled bilinearly; features that are
+already on the 4-px grid, `stride=4`, are used as they are). The descriptor is [o; c].
+With 14-px tokens this follows the publication exactly (see docs/method.md for the details
+that matter to reproduce its numbers).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from .masks import boxes_from_masks, resize_nearest
 GRID_STRIDE = 4  # pixels per cell of the grid on which descriptors are pooled
 
 
-def pooling_grid_size(token_hw: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) tokens -> (h*14/4, w*14/4) cells of the 4-px pooling grid (floored)."""
-    h, w = token_hw
-    return h * PATCH_SIZE // GRID_STRIDE, w * PATCH_SIZE // GRID_STRIDE
+def pooling_grid_size(feature_hw: tuple[int, int], stride: int = PATCH_SIZE) -> tuple[int, int]:
+    """(h, w) features of `stride` px -> (h*stride/4, w*stride/4) cells of the 4-px pooling grid (floored)."""
+    h, w = feature_hw
+    return h * stride // GRID_STRIDE, w * stride // GRID_STRIDE
 
 
 def context_cells(boxes: np.ndarray, image_hw: tuple[int, int], grid_hw: tuple[int, int],
@@ -54,16 +55,17 @@ def context_cells(boxes: np.ndarray, image_hw: tuple[int, int], grid_hw: tuple[i
 
 def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw: tuple[int, int],
                              boxes: np.ndarray | None = None, context_px: int = 100,
-                             scale: float = 1.0) -> torch.Tensor:
+                             scale: float = 1.0, stride: int = PATCH_SIZE) -> torch.Tensor:
     """Object-and-context descriptors of N masks.
 
     Args:
-        features: (C, h, w) dense features on the 14-px token grid.
+        features: (C, h, w) dense features, one cell per `stride` px of the model input.
         masks: (N, H, W) bool masks at image size (H, W) == image_hw.
         image_hw: (H, W) of the image the masks and boxes refer to.
         boxes: (N, 4) as (x, y, w, h); default: from each mask (xmin, ymin, xmax-xmin, ymax-ymin).
         context_px: pixels added on each side of the box for the context descriptor.
         scale: image pixels -> model-input pixels (see context_cells); 1 for the published frames.
+        stride: 14 for DINOv2 tokens (published); 4 for features already on the pooling grid.
 
     Returns:
         (N, 2C) descriptors [object mean; context mean], on the features' device and dtype.
@@ -74,14 +76,15 @@ def mask_context_descriptors(features: torch.Tensor, masks: np.ndarray, image_hw
         raise ValueError(f"masks must be (N, {image_hw[0]}, {image_hw[1]}), got {masks.shape}")
     if boxes is None:
         boxes = boxes_from_masks(masks)
-    grid_hw = pooling_grid_size(features.shape[1:])
+    grid_hw = pooling_grid_size(features.shape[1:], stride)
     return pooled_descriptors(features, resize_nearest(masks, grid_hw), boxes, image_hw, context_px, scale)
 
 
-def proposal_descriptors(features: torch.Tensor, proposals, context_px: int = 100, scale: float = 1.0) -> torch.Tensor:
+def proposal_descriptors(features: torch.Tensor, proposals, context_px: int = 100, scale: float = 1.0,
+                         stride: int = PATCH_SIZE) -> torch.Tensor:
     """mask_context_descriptors of a Proposals container (its boxes, its masks), without
     building full-size masks: (C, h, w) features -> (N, 2C)."""
-    grid_masks = proposals.resized_masks(pooling_grid_size(features.shape[1:]))
+    grid_masks = proposals.resized_masks(pooling_grid_size(features.shape[1:], stride))
     return pooled_descriptors(features, grid_masks, proposals.boxes, proposals.image_hw, context_px, scale)
 
 

@@ -26,6 +26,7 @@ from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
 from .masks import mask_box
 from .proposals import Proposals, build_proposals
+from .selection import choose_candidates
 
 
 @dataclass
@@ -110,12 +111,23 @@ class Matcher:
         return input_scale(image.shape[0], image.shape[1], self._view_max_side(view))
 
     @torch.no_grad()
-    def dense_features(self, image: np.ndarray, view: str) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> (1, C, h, w) tokens for the given view ("ego" or "exo")."""
+    def dense_features(self, image: np.ndarray, view: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """HxWx3 uint8 RGB -> tokens (1, C, h, w) and pooling features (1, C, h', w') on the
+        backbone's pooling grid (backbone.pooling_stride px) for the given view ("ego" or "exo")."""
         size = model_input_size(image.shape[0], image.shape[1], self._view_max_side(view))
         with self._autocast():
-            tokens = self.backbone(preprocess(image, size).to(self.device))
-        return tokens.float()
+            tokens, pooling = self.backbone.encode(preprocess(image, size).to(self.device))
+        return tokens.float(), pooling.float()
+
+    def descriptors(self, image: np.ndarray, view: str, pooling: torch.Tensor, masks: np.ndarray | Proposals
+                    ) -> torch.Tensor:
+        """Mask-context descriptors (N, 2C) of query masks (N, H, W) or of Proposals of an image,
+        from that image's pooling features (1, C, h', w')."""
+        kwargs = dict(context_px=self.config.context_px, scale=self.input_scale(image, view),
+                      stride=self.backbone.pooling_stride)
+        if isinstance(masks, Proposals):
+            return proposal_descriptors(pooling[0], masks, **kwargs)
+        return mask_context_descriptors(pooling[0], masks, image.shape[:2], **kwargs)
 
     def candidates(self, image: np.ndarray) -> Proposals:
         """Mask candidates of the target image."""
@@ -152,9 +164,9 @@ class Matcher:
         height, width = target_image.shape[:2]
         empty = ~masks.any(axis=(1, 2))
 
-        source_tokens = self.dense_features(source_image, source_view)
+        source_tokens, source_pooling = self.dense_features(source_image, source_view)
         clock.lap("backbone_source")
-        target_tokens = self.dense_features(target_image, target_view)
+        target_tokens, target_pooling = self.dense_features(target_image, target_view)
         clock.lap("backbone_target")
         proposals = self.candidates(target_image)
         clock.lap("proposals")
@@ -163,13 +175,11 @@ class Matcher:
             return [self._not_visible(height, width, len(proposals), clock.timings(), reason or "empty query mask")
                     for _ in masks]
 
-        context = self.config.context_px
-        source_desc = mask_context_descriptors(source_tokens[0], masks, source_image.shape[:2], context_px=context,
-                                               scale=self.input_scale(source_image, source_view))
-        candidate_desc = proposal_descriptors(target_tokens[0], proposals, context_px=context,
-                                              scale=self.input_scale(target_image, target_view))
+        source_desc = self.descriptors(source_image, source_view, source_pooling, masks)
+        candidate_desc = self.descriptors(target_image, target_view, target_pooling, proposals)
         clock.lap("encoder")
         scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
+        chosen = self._choose(scores, proposals)
         clock.lap("head")
 
         timings = clock.timings()
@@ -178,7 +188,7 @@ class Matcher:
             if empty[k]:
                 results.append(self._not_visible(height, width, len(proposals), timings, "empty query mask"))
                 continue
-            best = int(scores[k].argmax())
+            best = int(chosen[k])
             score = float(scores[k, best])
             visible = bool(visibility[k] >= self.visibility_threshold)
             best_mask = proposals.mask(best)
@@ -190,6 +200,16 @@ class Matcher:
                 reason=None if visible else f"visibility {float(visibility[k]):.3f} below threshold "
                                             f"{self.visibility_threshold:.3f}"))
         return results
+
+    def _choose(self, scores: np.ndarray, proposals: Proposals) -> np.ndarray:
+        """(K, N) scores -> (K,) chosen candidates (selection.py; the best score at margin 0)."""
+        margin = self.config.whole_object_margin
+        if margin <= 0:
+            return scores.argmax(1)
+        k = len(scores)
+        contains = torch.from_numpy(proposals.containment())[None].expand(k, -1, -1)
+        areas = torch.from_numpy(proposals.areas())[None].expand(k, -1)
+        return choose_candidates(torch.from_numpy(scores), contains, areas, margin).numpy()
 
     def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
                target_tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -27,11 +27,11 @@ def reference_bilinear(features: np.ndarray, out_h: int, out_w: int) -> np.ndarr
     return out
 
 
-def reference_descriptors(features: np.ndarray, masks: np.ndarray, context_px: int) -> np.ndarray:
+def reference_descriptors(features: np.ndarray, masks: np.ndarray, context_px: int, stride: int = 14) -> np.ndarray:
     c, h, w = features.shape
     height, width = masks.shape[1:]
-    gh, gw = h * 14 // 4, w * 14 // 4
-    grid = reference_bilinear(features, gh, gw)
+    gh, gw = h * stride // 4, w * stride // 4
+    grid = reference_bilinear(features, gh, gw) if stride != 4 else features
     out = []
     for mask in masks:
         # nearest resize: source index floor(dst * in / out)
@@ -78,6 +78,15 @@ def test_descriptors_equal_reference_wide_grid_default_context():
     masks = _masks(60, 100, rng)
     ours = mask_context_descriptors(torch.from_numpy(features), masks, (60, 100)).numpy()
     np.testing.assert_allclose(ours, reference_descriptors(features, masks, 100), atol=1e-4)
+
+
+def test_features_already_on_the_pooling_grid_are_pooled_as_they_are():
+    """stride=4 (the handcrafted backbone's pooling features): no resampling, same formulas."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(5, 17, 25)).astype(np.float32)  # the 4-px grid of a 70x100 input
+    masks = _masks(72, 104, rng)
+    ours = mask_context_descriptors(torch.from_numpy(features), masks, (72, 104), context_px=12, stride=4).numpy()
+    np.testing.assert_allclose(ours, reference_descriptors(features, masks, 12, stride=4), atol=1e-4)
 
 
 def test_empty_mask_gives_zero_object_descriptor_and_explicit_boxes_are_used():

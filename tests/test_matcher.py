@@ -317,7 +317,7 @@ def test_official_head_with_a_missing_file_names_it(tmp_path):
 
 # ---- a matcher from an `omama train` checkpoint ---------------------------------------------
 
-def write_training_checkpoint(path, dim: int = 60) -> MatchingHead:
+def write_training_checkpoint(path, dim: int = 30) -> MatchingHead:
     torch.manual_seed(0)
     head = MatchingHead(dim=dim, source_grid=(5, 5), target_grid=(4, 6), hidden_dim=32, visibility=True)
     config = load_config("default").to_dict()
@@ -384,7 +384,8 @@ def test_missing_checkpoint_file_is_a_weights_error(tmp_path):
 @pytest.fixture(scope="module")
 def ego_features(knn_matcher, two_views):
     ego, _, _, _ = two_views
-    return knn_matcher.dense_features(ego, "ego")[0]
+    tokens, _ = knn_matcher.dense_features(ego, "ego")
+    return tokens[0]
 
 
 def test_object_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):

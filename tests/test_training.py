@@ -17,13 +17,14 @@ import torch
 
 from omama_core import Matcher
 from omama_core.config import load_config
-from omama_core.data.cache import FeatureCache, cache_key
+from omama_core.data.cache import FeatureCache, cache_key, load_proposals, save_proposals
 from omama_core.data.egoexo import CorrespondenceDataset
 from omama_core.data.synth import write_dataset
 from omama_core.errors import ConfigError
 from omama_core.training.config import load_train_config
 from omama_core.training.loop import learning_rate, train
 from omama_core.training.mining import adjacent_negatives, box_iou_xywh, delaunay_adjacency
+from omama_core.proposals import ClassicalProposals, Proposals
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -93,6 +94,42 @@ def test_cache_key_changes_with_the_frozen_parts(tiny_data):
     other = load_config(str(matcher_yaml), {"proposals.segment_scale": 99})
     assert cache_key(config) != cache_key(other)
     assert cache_key(config) == cache_key(load_config(str(matcher_yaml), {"visibility_threshold": 0.9}))
+
+
+def test_stored_proposals_round_trip_both_layouts(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, (30, 40))
+    members = rng.random((9, 6)) > 0.5
+    hierarchy = Proposals(rng.random((9, 4)).astype(np.float32), np.ones(9, np.float32), labels=labels, members=members)
+    dense = Proposals(rng.random((3, 4)).astype(np.float32), rng.random(3).astype(np.float32),
+                      masks=rng.random((3, 30, 41)) > 0.5)  # 1230 pixels: not a multiple of 8
+    for name, proposals in (("hierarchy", hierarchy), ("dense", dense)):
+        save_proposals(tmp_path / f"{name}.npz", proposals)
+        loaded = load_proposals(tmp_path / f"{name}.npz")
+        np.testing.assert_array_equal(loaded.masks, proposals.masks)
+        np.testing.assert_array_equal(loaded.boxes, proposals.boxes)
+        np.testing.assert_array_equal(loaded.scores, proposals.scores)
+        assert loaded.image_hw == proposals.image_hw
+
+
+def test_a_new_context_size_reuses_the_stored_proposals(tiny_data, tmp_path, monkeypatch):
+    root, matcher_yaml = tiny_data
+    datasets = [CorrespondenceDataset(root, "val", "ego2exo")]
+    first = FeatureCache(root, load_config(str(matcher_yaml)), cache_dir=tmp_path)
+    first.build(datasets)
+    second = FeatureCache(root, load_config(str(matcher_yaml), {"context_px": 40}), cache_dir=tmp_path)
+    assert second.key != first.key and second.proposals_dir == first.proposals_dir
+
+    def fail(self, image):
+        raise AssertionError("proposals recomputed although stored")
+
+    monkeypatch.setattr(ClassicalProposals, "__call__", fail)
+    counts = second.build(datasets)  # in this process (workers=1), so the patch applies
+    assert counts["built"] == counts["views"] > 0 and counts["failed"] == 0
+    ref = datasets[0].samples[0]
+    old, new = first.load(ref.take, ref.source_camera, ref.frame), second.load(ref.take, ref.source_camera, ref.frame)
+    np.testing.assert_array_equal(old["gt_iou"], new["gt_iou"])  # same proposals
+    assert not np.allclose(old["cand_desc"], new["cand_desc"])  # other context: other descriptors
 
 
 def test_train_writes_checkpoints_logs_and_a_usable_model(tiny_data, tmp_path):

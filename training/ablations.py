@@ -66,18 +66,21 @@ def main() -> int:
     for direction in args.directions.split(","):
         base = load_train_config(str(RECIPE), {"direction": direction, "optim.epochs": args.epochs})
         pairs = heldout_pairs(args.heldout_data, direction, base.matcher)
+        matcher = load_config(base.matcher)
+        margin = matcher.whole_object_margin  # every row chooses its candidate the same way
         for name, overrides in ROWS:
             key = f"{direction}/{name}"
             if key in results:
                 continue  # resumable: rows already measured are kept
             if overrides is None:
-                metrics = validate(None, pairs, 24, torch.device("cpu"), load_config(base.matcher).visibility_threshold)
+                metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin)
             else:
                 config = load_train_config(str(RECIPE), {"direction": direction, "optim.epochs": args.epochs,
                                                          **overrides})
                 run = out / f"{direction}_{len([k for k in results if k.startswith(direction)])}"
                 train(config, args.train_data, str(run), device="cpu", progress=False)
-                metrics = validate(MatchingHead.from_checkpoint(str(run / "best.pt")), pairs, 24, torch.device("cpu"))
+                metrics = validate(MatchingHead.from_checkpoint(str(run / "best.pt")), pairs, 24, torch.device("cpu"),
+                                   whole_object_margin=margin)
             results[key] = metrics
             print(f"{key}: {json.dumps(metrics)}", flush=True)
             (out / "ablations.json").write_text(json.dumps(results, indent=2))

@@ -8,6 +8,8 @@ its FastSAM masks and DINOv2 features:
     cand_desc     (N, 2C) float16     mask-context descriptors of the N proposals
     cand_boxes    (N, 4) float32      proposal boxes (x, y, w, h)
     cand_centres  (N, 2) float32      proposal mask centroids (x, y), for adjacency mining
+    cand_areas    (N,) float32        proposal areas in pixels
+    cand_contains (N, N) bool         [j, k]: proposal j contains proposal k (selection.py)
     objects       (M,) str            annotated objects with a mask in this view
     gt_desc       (M, 2C) float16     descriptors of their ground-truth masks
     gt_boxes      (M, 4) float32      their boxes (x, y, w, h)
@@ -15,7 +17,9 @@ its FastSAM masks and DINOv2 features:
 
 Records live in CACHE/<key>/<take>/<camera>/<frame>.npz, where key hashes the settings that
 produce them (backbone, sizing, proposals, context): changing any of them builds a new cache
-next to the old one instead of silently mixing the two.
+next to the old one instead of silently mixing the two. The proposals themselves, the slow
+part on a CPU, are kept in CACHE/proposals-<key of the proposal settings>/: a new backbone
+or context size reuses them.
 """
 
 from __future__ import annotations
@@ -32,22 +36,54 @@ from tqdm import tqdm
 
 from ..backbone import build_backbone
 from ..config import MatcherConfig
-from ..encoder import mask_context_descriptors, pooling_grid_size, proposal_descriptors
+from ..encoder import pooling_grid_size
 from ..errors import DatasetError, OmamaError
 from ..masks import boxes_from_masks
 from ..matcher import Matcher
-from ..proposals import build_proposals
+from ..proposals import Proposals, build_proposals
 from .annotations import is_ego_camera
 from .egoexo import CorrespondenceDataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 3  # 2: handcrafted descriptors on the 4-px grid; 3: areas and containment
+PROPOSALS_VERSION = 1
+
+
+def _hash(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def proposals_key(config: MatcherConfig) -> str:
+    """Hash of the settings that determine the proposals of an image."""
+    return _hash({"version": PROPOSALS_VERSION, "proposals": asdict(config.proposals)})
+
+
+def save_proposals(path: Path, proposals: Proposals) -> None:
+    """Write Proposals to an .npz atomically (label map + membership, or packed dense masks)."""
+    arrays = {"boxes": proposals.boxes, "scores": proposals.scores, "image_hw": np.array(proposals.image_hw)}
+    if proposals.labels is not None:
+        arrays.update(labels=proposals.labels.astype(np.int32), members=proposals.members)
+    else:
+        arrays.update(packed_masks=np.packbits(proposals.masks.reshape(len(proposals), -1), axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def load_proposals(path: Path) -> Proposals:
+    """Proposals written by save_proposals."""
+    with np.load(path, allow_pickle=False) as stored:
+        height, width = (int(v) for v in stored["image_hw"])
+        if "labels" in stored:
+            return Proposals(stored["boxes"], stored["scores"], labels=stored["labels"], members=stored["members"])
+        masks = np.unpackbits(stored["packed_masks"], axis=1, count=height * width).astype(bool)
+        return Proposals(stored["boxes"], stored["scores"], masks=masks.reshape(-1, height, width))
 
 
 def cache_key(config: MatcherConfig) -> str:
     """Hash of the settings that determine a cache record."""
-    settings = {"version": CACHE_VERSION, "backbone": asdict(config.backbone), "sizing": asdict(config.sizing),
-                "proposals": asdict(config.proposals), "context_px": config.context_px}
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return _hash({"version": CACHE_VERSION, "backbone": asdict(config.backbone), "sizing": asdict(config.sizing),
+                  "proposals": asdict(config.proposals), "context_px": config.context_px})
 
 
 class FeatureCache:
@@ -57,9 +93,13 @@ class FeatureCache:
         self.config = config
         self.key = cache_key(config)
         self.dir = Path(cache_dir or Path(root) / ".omama_cache") / self.key
+        self.proposals_dir = self.dir.parent / f"proposals-{proposals_key(config)}"
 
     def path(self, take: str, camera: str, frame: int) -> Path:
         return self.dir / take / camera / f"{frame:06d}.npz"
+
+    def proposals_path(self, take: str, camera: str, frame: int) -> Path:
+        return self.proposals_dir / take / camera / f"{frame:06d}.npz"
 
     def load(self, take: str, camera: str, frame: int) -> dict[str, np.ndarray]:
         with np.load(self.path(take, camera, frame), allow_pickle=False) as record:
@@ -122,8 +162,13 @@ def _build_one(task) -> str | None:
     """Compute and store one record; returns an error message instead of raising."""
     (take, camera, frame), number = task
     cache: FeatureCache = _worker["cache"]
+    stored = cache.proposals_path(take, camera, frame)
     try:
-        record = compute_record(_worker["matcher"], _worker["datasets"][number], take, camera, frame)
+        proposals = load_proposals(stored) if stored.is_file() else None
+        record = compute_record(_worker["matcher"], _worker["datasets"][number], take, camera, frame, proposals)
+        if proposals is None:
+            save_proposals(stored, record.pop("proposals"))
+        record.pop("proposals", None)
     except OmamaError as error:
         return f"skipped {take}/{camera}/{frame}: {error}"
     path = cache.path(take, camera, frame)
@@ -134,19 +179,21 @@ def _build_one(task) -> str | None:
     return None
 
 
-def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: str, frame: int) -> dict[str, np.ndarray]:
-    """The cache record of one view (see the module docstring)."""
+def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: str, frame: int,
+                   proposals: Proposals | None = None) -> dict:
+    """The cache record of one view (see the module docstring), plus the view's "proposals"
+    (computed unless given)."""
     image = dataset.load_image(take, camera, frame)
     height, width = image.shape[:2]
     view = "ego" if is_ego_camera(camera) else "exo"
     with torch.no_grad():
-        tokens = matcher.dense_features(image, view)[0]
-        proposals = matcher.candidates(image)
+        tokens, pooling = matcher.dense_features(image, view)
+        if proposals is None:
+            proposals = matcher.candidates(image)
         if len(proposals) == 0:
             raise DatasetError(f"{take}/{camera}/{frame}: no proposals")
-        scale = matcher.input_scale(image, view)
-        cand_desc = proposal_descriptors(tokens, proposals, matcher.config.context_px, scale)
-        grid = proposals.resized_masks(pooling_grid_size(tokens.shape[1:])).astype(np.float32)
+        cand_desc = matcher.descriptors(image, view, pooling, proposals)
+        grid = proposals.resized_masks(pooling_grid_size(tokens.shape[2:])).astype(np.float32)
         ys, xs = np.mgrid[: grid.shape[1], : grid.shape[2]]
         area = np.maximum(grid.sum(axis=(1, 2)), 1)
         cell = np.array([width / grid.shape[2], height / grid.shape[1]], np.float32)
@@ -159,17 +206,19 @@ def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: s
                     objects.append(name)
                     masks.append(mask)
         masks = np.stack(masks) if masks else np.zeros((0, height, width), bool)
-        gt_desc = (mask_context_descriptors(tokens, masks, (height, width), context_px=matcher.config.context_px,
-                                            scale=scale)
-                   if len(masks) else torch.zeros(0, cand_desc.shape[1]))
+        gt_desc = (matcher.descriptors(image, view, pooling, masks) if len(masks)
+                   else torch.zeros(0, cand_desc.shape[1]))
     return {
-        "tokens": tokens.numpy().astype(np.float16),
+        "tokens": tokens[0].numpy().astype(np.float16),
         "cand_desc": cand_desc.numpy().astype(np.float16),
         "cand_boxes": proposals.boxes.astype(np.float32),
         "cand_centres": centres.astype(np.float32),
+        "cand_areas": proposals.areas().astype(np.float32),
+        "cand_contains": proposals.containment(),
         "objects": np.array(objects, dtype=str),
         "gt_desc": gt_desc.numpy().astype(np.float16),
         "gt_boxes": boxes_from_masks(masks),
         "gt_iou": np.stack([proposals.iou_with(m) for m in masks]).astype(np.float16) if len(masks)
         else np.zeros((0, len(proposals)), np.float16),
+        "proposals": proposals,
     }

@@ -24,6 +24,8 @@ class CachedPairs(torch.utils.data.Dataset):
         proposals (P, 2C)          every proposal of the target view, zero-padded
         valid (P,) bool            which rows of proposals are real
         proposal_iou (P,)          pixel IoU of each proposal with the ground truth (0 if none)
+        areas (P,), contains (P, P)    validation only (no loss config): proposal areas and
+                                       containment, for selection.choose_candidates
         visible ()                 whether the object has a mask in the target view
         candidates (K, 2C), label ()   training only: positive (the ground-truth mask's
                                        descriptor) at position `label` among K - 1 negatives
@@ -99,6 +101,12 @@ class CachedPairs(torch.utils.data.Dataset):
         }
         if self.loss is not None:
             item.update(self._candidates(index, target, visible, target_objects, proposals))
+        else:
+            areas = np.zeros(self.max_proposals, np.float32)
+            areas[:n] = target["cand_areas"]
+            contains = np.zeros((self.max_proposals, self.max_proposals), bool)
+            contains[:n, :n] = target["cand_contains"]
+            item.update(areas=torch.from_numpy(areas), contains=torch.from_numpy(contains))
         return item
 
     def _candidates(self, index, target, visible, target_objects, proposals):

@@ -1,0 +1,67 @@
+"""Choosing the answer among scored candidates: the published best score, and the
+whole-object rule for region hierarchies."""
+
+import numpy as np
+import torch
+
+from omama_core.proposals import Proposals
+from omama_core.selection import choose_candidates
+
+
+def hierarchy() -> Proposals:
+    """Leaves: 0 = sphere top, 1 = sphere bottom, 2 = table. Candidates: top, sphere, sphere + table."""
+    labels = np.full((10, 10), 2)
+    labels[2:4, 3:7] = 0
+    labels[4:6, 3:7] = 1
+    members = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 1]], bool)
+    return Proposals(np.zeros((3, 4), np.float32), np.ones(3, np.float32), labels=labels, members=members)
+
+
+def test_containment_and_areas_of_a_hierarchy_equal_those_of_its_dense_masks():
+    sparse = hierarchy()
+    dense = Proposals(sparse.boxes, sparse.scores, masks=sparse.masks)
+    np.testing.assert_array_equal(sparse.areas(), [8, 16, 100])
+    np.testing.assert_array_equal(dense.areas(), sparse.areas())
+    expected = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 1]], bool)  # [j, k]: j contains k
+    np.testing.assert_array_equal(sparse.containment(), expected)
+    np.testing.assert_array_equal(dense.containment(), expected)
+
+
+def test_partial_cover_counts_as_containment_only_above_the_threshold():
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, :, :5] = True  # 50 px
+    masks[1, :, 4:6] = True  # 20 px, half of it inside the first
+    proposals = Proposals(np.zeros((2, 4), np.float32), np.ones(2, np.float32), masks=masks)
+    assert not proposals.containment()[0, 1]
+    assert proposals.containment(cover=0.5)[0, 1]
+
+
+def test_margin_zero_is_the_best_score_and_a_margin_prefers_the_whole_object():
+    proposals = hierarchy()
+    scores = torch.tensor([[0.90, 0.88, 0.60]])  # the part scores best, the whole nearly as well
+    contains = torch.from_numpy(proposals.containment())[None]
+    areas = torch.from_numpy(proposals.areas())[None]
+    assert choose_candidates(scores, contains, areas, 0.0).tolist() == [0]
+    assert choose_candidates(scores, contains, areas, 0.01).tolist() == [0]  # whole not within the margin
+    assert choose_candidates(scores, contains, areas, 0.05).tolist() == [1]  # the sphere, not sphere + table
+    assert choose_candidates(scores, contains, areas, 0.5).tolist() == [2]
+
+
+def test_only_candidates_containing_the_best_one_are_eligible():
+    proposals = hierarchy()
+    scores = torch.tensor([[0.70, 0.90, 0.89]])  # best: the sphere; the top is smaller, the union larger
+    contains = torch.from_numpy(proposals.containment())[None]
+    areas = torch.from_numpy(proposals.areas())[None]
+    assert choose_candidates(scores, contains, areas, 0.05).tolist() == [2]
+    scores = torch.tensor([[0.89, 0.90, 0.70]])  # the top scores within the margin but lies inside the best
+    assert choose_candidates(scores, contains, areas, 0.05).tolist() == [1]
+
+
+def test_batched_rows_with_padding():
+    proposals = hierarchy()
+    contains = torch.zeros(2, 4, 4, dtype=torch.bool)
+    contains[:, :3, :3] = torch.from_numpy(proposals.containment())
+    areas = torch.zeros(2, 4)
+    areas[:, :3] = torch.from_numpy(proposals.areas()).float()
+    scores = torch.tensor([[0.90, 0.88, 0.60, -1.0], [0.10, 0.20, 0.95, -1.0]])  # last column: padding
+    assert choose_candidates(scores, contains, areas, 0.05).tolist() == [1, 2]
