@@ -82,7 +82,7 @@ def tiny_data(tmp_path_factory):
 
 def run_config(matcher_yaml: Path, **overrides):
     base = {"matcher": str(matcher_yaml), "direction": "ego2exo", "data.train_fraction": 1.0,
-            "data.val_fraction": 1.0, "head.hidden_dim": 32, "head.visibility": True, "optim.batch_size": 4,
+            "data.val_fraction": 1.0, "head.hidden_dim": 32, "head.num_heads": 3, "head.visibility": True, "optim.batch_size": 4,
             "optim.epochs": 2, "optim.lr": 1e-3, "checkpoint_every": 1, "log_every": 1, "num_workers": 1}
     base.update(overrides)
     return load_train_config(None, base)
@@ -156,7 +156,7 @@ def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data, tmp_path):
     run = tmp_path / "run"
     command = [str(VENV_BIN / "omama"), "train", "--data", str(root), "--out", str(run), "--device", "cpu"]
     for key, value in {"matcher": matcher_yaml, "data.train_fraction": 1.0, "data.val_fraction": 1.0,
-                       "head.hidden_dim": 32, "optim.batch_size": 2, "optim.epochs": 3, "checkpoint_every": 1,
+                       "head.hidden_dim": 32, "head.num_heads": 3, "optim.batch_size": 2, "optim.epochs": 3, "checkpoint_every": 1,
                        "log_every": 1, "num_workers": 1}.items():
         command += ["--set", f"{key}={value}"]
     # the feature cache is built by the first test of this module; build it here if alone
@@ -208,7 +208,7 @@ def test_torchrun_two_processes_learn_like_one(tiny_data, tmp_path):
     command = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "omama_core.cli", "train",
                "--data", str(root), "--out", str(double), "--device", "cpu"]
     for key, value in {"matcher": matcher_yaml, "direction": "ego2exo", "data.train_fraction": 1.0,
-                       "data.val_fraction": 1.0, "head.hidden_dim": 32, "head.visibility": False,
+                       "data.val_fraction": 1.0, "head.hidden_dim": 32, "head.num_heads": 3, "head.visibility": False,
                        "optim.batch_size": 4, "optim.epochs": 2, "optim.lr": 1e-3, "checkpoint_every": 1,
                        "log_every": 1, "num_workers": 1}.items():
         command += ["--set", f"{key}={value}"]
@@ -224,3 +224,10 @@ def test_torchrun_two_processes_learn_like_one(tiny_data, tmp_path):
             # Adam normalises into full-size steps, different in every run
             continue
         torch.testing.assert_close(two["state_dict"][name], tensor, atol=2e-4, rtol=1e-3, msg=name)
+
+
+def test_heads_that_do_not_divide_the_channels_are_a_config_error(tiny_data, tmp_path):
+    root, matcher_yaml = tiny_data
+    with pytest.raises(ConfigError, match="must divide the 30 feature channels"):
+        train(run_config(matcher_yaml, **{"head.num_heads": 4}), str(root), str(tmp_path / "run"), device="cpu",
+              progress=False)

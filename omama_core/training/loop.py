@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..config import load_config
 from ..data.cache import FeatureCache
 from ..data.egoexo import CorrespondenceDataset
-from ..errors import CheckpointMismatchError, OmamaError
+from ..errors import CheckpointMismatchError, ConfigError, OmamaError
 from ..head import MatchingHead
 from ..matcher import resolve_device
 from ..metrics import balanced_accuracy
@@ -109,6 +109,9 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
     train_pairs = CachedPairs(train_set, cache, config.data.train_fraction, config.seed, config.loss, show)
     val_pairs = CachedPairs(val_set, cache, config.data.val_fraction, config.seed, None, show)
     channels, source_grid, target_grid = train_pairs.feature_shapes
+    if channels % config.head.num_heads:
+        raise ConfigError(f"head.num_heads ({config.head.num_heads}) must divide the {channels} feature channels of "
+                          f"backbone {matcher_config.backbone.kind} (the handcrafted backbone has 30: use 2, 3, 5 or 6)")
 
     torch.manual_seed(config.seed)
     head = MatchingHead(dim=channels, num_heads=config.head.num_heads, source_grid=source_grid,
