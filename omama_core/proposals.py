@@ -63,14 +63,10 @@ class Proposals:
     def iou_with(self, mask: np.ndarray) -> np.ndarray:
         """(N,) pixel IoU of every candidate with an (H, W) bool mask."""
         if self._masks is not None:
-            flat = self._masks.reshape(len(self), -1)
-            inter = (flat & mask.ravel()).sum(1)
-            areas = flat.sum(1)
+            inter = (self._masks.reshape(len(self), -1) & mask.ravel()).sum(1)
         else:
-            n_labels = self.members.shape[1]
-            inter = self.members.astype(np.int64) @ np.bincount(self.labels[mask], minlength=n_labels)
-            areas = self.members.astype(np.int64) @ np.bincount(self.labels.ravel(), minlength=n_labels)
-        union = areas + mask.sum() - inter
+            inter = self.members.astype(np.int64) @ np.bincount(self.labels[mask], minlength=self.members.shape[1])
+        union = self.areas() + mask.sum() - inter
         return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
 
     def areas(self) -> np.ndarray:

@@ -166,9 +166,9 @@ def _build_one(task) -> str | None:
     try:
         proposals = load_proposals(stored) if stored.is_file() else None
         record = compute_record(_worker["matcher"], _worker["datasets"][number], take, camera, frame, proposals)
+        computed = record.pop("proposals")
         if proposals is None:
-            save_proposals(stored, record.pop("proposals"))
-        record.pop("proposals", None)
+            save_proposals(stored, computed)
     except OmamaError as error:
         return f"skipped {take}/{camera}/{frame}: {error}"
     path = cache.path(take, camera, frame)
