@@ -390,27 +390,26 @@ def ego_features(knn_matcher, two_views):
     return tokens[0]
 
 
-def test_object_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
-    """The same features and the same masks at 4x the pixels: the object half must agree."""
+def descriptors_at_two_resolutions(features, masks, image_hw):
+    """Descriptors of the same masks, once at image size and once at 4x the pixels
+    (scale 0.25 maps them back to the model input): (small, big), each (N, 2C)."""
     from omama_core.encoder import mask_context_descriptors
 
-    ego, _, _, _ = two_views
-    masks = queries[1]
-    small = mask_context_descriptors(ego_features, masks, ego.shape[:2])
-    big = mask_context_descriptors(ego_features, masks.repeat(4, 1).repeat(4, 2),
-                                   (ego.shape[0] * 4, ego.shape[1] * 4), scale=0.25)
+    small = mask_context_descriptors(features, masks, image_hw)
+    big = mask_context_descriptors(features, masks.repeat(4, 1).repeat(4, 2), (image_hw[0] * 4, image_hw[1] * 4),
+                                   scale=0.25)
+    return small, big
+
+
+def test_object_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
+    """The same features and the same masks at 4x the pixels: the object half must agree."""
+    small, big = descriptors_at_two_resolutions(ego_features, queries[1], two_views[0].shape[:2])
     c = ego_features.shape[0]
     torch.testing.assert_close(big[:, :c], small[:, :c])
 
 
 def test_context_descriptor_does_not_depend_on_the_image_resolution(ego_features, queries, two_views):
-    from omama_core.encoder import mask_context_descriptors
-
-    ego, _, _, _ = two_views
-    masks = queries[1]
-    small = mask_context_descriptors(ego_features, masks, ego.shape[:2])
-    big = mask_context_descriptors(ego_features, masks.repeat(4, 1).repeat(4, 2),
-                                   (ego.shape[0] * 4, ego.shape[1] * 4), scale=0.25)
+    small, big = descriptors_at_two_resolutions(ego_features, queries[1], two_views[0].shape[:2])
     c = ego_features.shape[0]
     torch.testing.assert_close(big[:, c:], small[:, c:], atol=0.02, rtol=0)
 
