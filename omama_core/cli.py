@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "omama_core.commands.demo",
     "synth": "omama_core.commands.synth",
     "train": "omama_core.commands.train",
+    "train-backbone": "omama_core.commands.train_backbone",
     "eval": "omama_core.commands.eval",
 }
 HELP = {
@@ -23,6 +24,7 @@ HELP = {
     "demo": "build a small two-camera scene and match every object both ways (offline)",
     "synth": "write a synthetic two-camera dataset in the Ego-Exo4D processed layout",
     "train": "train the matching head",
+    "train-backbone": "learn the convnet backbone's features on synthetic takes rendered on the fly",
     "eval": "evaluate a model with the official Ego-Exo4D correspondence metrics",
 }
 

@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DIRECTIONS = ("ego2exo", "exo2ego")
+BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
 PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 
 
@@ -27,9 +28,11 @@ PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file
 class BackboneConfig:
     """Dense feature extractor.
 
-    kind: "dinov2" (timm DINOv2, any size, with or without registers) or "handcrafted"
-    (no weights, for offline use). model: the timm model name. weights: a local .pth or
-    .safetensors file (original facebookresearch or timm layout); None means timm's cache.
+    kind: "dinov2" (timm DINOv2, any size, with or without registers), "handcrafted" (no
+    weights) or "convnet" (a small network learned on the synthetic benchmark; offline).
+    model: the timm model name (dinov2 only). weights: for dinov2 a local .pth or
+    .safetensors file (original facebookresearch or timm layout), None meaning timm's cache;
+    for convnet the file `omama train-backbone` writes.
     """
 
     kind: str = "dinov2"
@@ -100,8 +103,8 @@ class MatcherConfig:
     def validate(self) -> "MatcherConfig":
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-        if self.backbone.kind not in ("dinov2", "handcrafted"):
-            raise ConfigError(f"backbone.kind must be 'dinov2' or 'handcrafted', got {self.backbone.kind!r}")
+        if self.backbone.kind not in BACKBONE_KINDS:
+            raise ConfigError(f"backbone.kind must be one of {BACKBONE_KINDS}, got {self.backbone.kind!r}")
         if self.proposals.kind not in ("fastsam", "classical"):
             raise ConfigError(f"proposals.kind must be 'fastsam' or 'classical', got {self.proposals.kind!r}")
         if self.head.kind not in ("knn", "official", "trained"):

@@ -96,6 +96,18 @@ def test_cache_key_changes_with_the_frozen_parts(tiny_data):
     assert cache_key(config) == cache_key(load_config(str(matcher_yaml), {"visibility_threshold": 0.9}))
 
 
+def test_cache_key_changes_with_the_weights_contents(tmp_path):
+    """Retrained backbone weights written to the same path must not reuse the old records."""
+    weights = tmp_path / "convnet.pt"
+    config = load_config("convnet_knn", {"backbone.weights": str(weights)})
+    weights.write_bytes(b"first weights")
+    first = cache_key(config)
+    weights.write_bytes(b"other weights")
+    assert cache_key(config) != first
+    weights.write_bytes(b"first weights")
+    assert cache_key(config) == first
+
+
 def test_stored_proposals_round_trip_both_layouts(tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 6, (30, 40))

@@ -16,7 +16,8 @@ its FastSAM masks and DINOv2 features:
     gt_iou        (M, N) float16      pixel IoU of every proposal with every ground truth
 
 Records live in CACHE/<key>/<take>/<camera>/<frame>.npz, where key hashes the settings that
-produce them (backbone, sizing, proposals, context): changing any of them builds a new cache
+produce them (backbone and its weights' contents, sizing, proposals, context): changing any
+of them builds a new cache
 next to the old one instead of silently mixing the two. The proposals themselves, the slow
 part on a CPU, are kept in CACHE/proposals-<key of the proposal settings>/: a new backbone
 or context size reuses them.
@@ -80,9 +81,21 @@ def load_proposals(path: Path) -> Proposals:
         return Proposals(stored["boxes"], stored["scores"], masks=masks.reshape(-1, height, width))
 
 
+def weights_digest(path: str | None) -> str | None:
+    """Digest of a weights file's size and first 16 MiB: retrained weights under the same
+    path give a new key, and a 1 GB DINOv2 file is not read whole on every run."""
+    if not path or not os.path.isfile(path):
+        return None
+    digest = hashlib.sha1(str(os.path.getsize(path)).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(16 << 20))
+    return digest.hexdigest()[:12]
+
+
 def cache_key(config: MatcherConfig) -> str:
-    """Hash of the settings that determine a cache record."""
-    return _hash({"version": CACHE_VERSION, "backbone": asdict(config.backbone), "sizing": asdict(config.sizing),
+    """Hash of the settings that determine a cache record (and of the backbone's weights)."""
+    backbone = {**asdict(config.backbone), "weights": weights_digest(config.backbone.weights)}
+    return _hash({"version": CACHE_VERSION, "backbone": backbone, "sizing": asdict(config.sizing),
                   "proposals": asdict(config.proposals), "context_px": config.context_px})
 
 
