@@ -142,7 +142,7 @@ def test_pair_loss_learns(tiny_take):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -152,7 +152,8 @@ def test_train_backbone_writes_weights_and_log(tmp_path):
     out = tmp_path / "convnet.pt"
     record = train_backbone(config, out, device="cpu", workers=1, progress=False)
     assert record["epoch"] == 2 and 0.0 <= record["val_top1"] <= 1.0
-    rows = list(csv.DictReader(open(f"{out}.csv")))
+    with open(f"{out}.csv") as log:
+        rows = list(csv.DictReader(log))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     stored = torch.load(out, weights_only=True)
     assert stored["train_config"]["takes"] == 3 and stored["epoch"] == 2
@@ -166,3 +167,17 @@ def test_train_config_errors():
         BackboneTrainConfig(takes=4, val_takes=4).validate()
     with pytest.raises(ConfigError, match="multiples of 8"):
         BackboneTrainConfig(channels=30).validate()
+
+
+def test_train_backbone_continues_from_init(tmp_path):
+    """--init starts from given weights: their architecture is kept, whatever the config's."""
+    small = tmp_path / "small.pt"
+    save_weights(small_net(), small, {})
+    config = BackboneTrainConfig(takes=2, val_takes=1, frames=1, epochs=1, batch_pairs=1, random_regions=4,
+                                 ego_max_side=112, exo_max_side=168, lr=0.0, min_lr=0.0)
+    out = tmp_path / "continued.pt"
+    train_backbone(config, out, device="cpu", workers=1, init=small, progress=False)
+    continued = torch.load(out, weights_only=True)
+    assert continued["config"] == small_net().config
+    initial = torch.load(small, weights_only=True)["state_dict"]
+    assert all(torch.equal(initial[k], v) for k, v in continued["state_dict"].items())  # lr 0: unchanged

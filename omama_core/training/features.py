@@ -233,63 +233,90 @@ def save_weights(model: ConvNetBackbone, path: Path, extra: dict) -> None:
 
 
 def train_backbone(config: BackboneTrainConfig, out: str | os.PathLike, device: str = "auto", workers: int = 0,
-                   progress: bool = True) -> dict:
-    """Render the takes, train, write the weights to `out` (and `out` + .csv, the log).
-    Returns the last epoch's record."""
+                   init: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Render the takes, train (from `init`'s weights if given), write the weights to `out`
+    after every epoch (and `out` + .csv, the log). Returns the last epoch's record."""
     from ..matcher import resolve_device
 
     config.validate()
     device = resolve_device(device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if init is not None:
+        model = ConvNetBackbone.from_file(init).requires_grad_(True)
+    else:
+        torch.manual_seed(config.seed)
+        model = ConvNetBackbone(config.channels, config.width)
     takes = render_takes(config, workers or min(16, os.cpu_count() or 1))
     train = [p for take in takes[: config.takes - config.val_takes] for p in take]
     val = [p for take in takes[config.takes - config.val_takes:] for p in take]
-    torch.manual_seed(config.seed)
-    model = ConvNetBackbone(config.channels, config.width).to(device).to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / config.batch_pairs)
-    total = steps_per_epoch * config.epochs
     sampler = PairSampler(train, config.seed, config.random_regions)
     loader_workers = min(8, max(0, (workers or os.cpu_count() or 1) - 1))
-    started, step, record = time.monotonic(), 0, {}
-    log = open(f"{out}.csv", "w", newline="")
-    writer = csv.DictWriter(log, ["epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "minutes"])
-    writer.writeheader()
-    for epoch in range(config.epochs):
-        model.train()
-        sampler.epoch = epoch
-        loader = _batches(sampler, config.batch_pairs, True, loader_workers, config.seed + epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
-        sums = np.zeros(3)
-        for batch in bar:
-            progress = step / total
-            if config.max_minutes:  # the schedule ends at the time limit if that comes first
-                progress = max(progress, (time.monotonic() - started) / (config.max_minutes * 60))
-            if progress >= 1.0:
+    schedule = Schedule(math.ceil(len(train) / config.batch_pairs) * config.epochs, config.max_minutes)
+    record = {}
+    with open(f"{out}.csv", "w", newline="") as log:
+        writer = csv.DictWriter(log, ["epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "minutes"])
+        writer.writeheader()
+        for epoch in range(config.epochs):
+            sampler.epoch = epoch
+            loader = _batches(sampler, config.batch_pairs, True, loader_workers, config.seed + epoch)
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+            train_loss, train_top1 = train_epoch(model, optimizer, bar, schedule, config, device)
+            val_loss, val_top1 = evaluate(model, val, config, device, loader_workers)
+            record = dict(epoch=epoch + 1, step=schedule.step, train_loss=round(train_loss, 4),
+                          train_top1=round(train_top1, 4), val_loss=round(val_loss, 4), val_top1=round(val_top1, 4),
+                          minutes=round(schedule.minutes(), 2))
+            writer.writerow(record)
+            log.flush()
+            print(record, flush=True)
+            save_weights(model, out, {"train_config": asdict(config), "epoch": epoch + 1, "metrics": record})
+            if schedule.done():
+                if epoch + 1 < config.epochs:
+                    print(f"stopped at the time limit after {record['minutes']} min, epoch {epoch + 1}", flush=True)
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(progress, 1.0, config.lr, config.min_lr)
-            loss, correct, queries = pair_loss(model, batch, config, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            sums += (float(loss.detach()) * queries, correct, queries)
-            bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}", top1=f"{sums[1] / max(sums[2], 1):.3f}")
-        val_loss, val_top1 = evaluate(model, val, config, device, loader_workers)
-        record = dict(epoch=epoch + 1, step=step, train_loss=round(float(sums[0] / max(sums[2], 1)), 4),
-                      train_top1=round(float(sums[1] / max(sums[2], 1)), 4), val_loss=round(val_loss, 4),
-                      val_top1=round(val_top1, 4), minutes=round((time.monotonic() - started) / 60, 2))
-        writer.writerow(record)
-        log.flush()
-        print(record, flush=True)
-        save_weights(model, out, {"train_config": asdict(config), "epoch": epoch + 1, "metrics": record})
-        if step < total and progress >= 1.0:
-            print(f"stopped at the time limit after {record['minutes']} min, epoch {epoch + 1}", flush=True)
-            break
-    log.close()
     return record
+
+
+class Schedule:
+    """Cosine learning-rate progress over `total` steps, or over `max_minutes` if that ends first."""
+
+    def __init__(self, total: int, max_minutes: float = 0.0):
+        self.total, self.max_minutes, self.step, self.started = total, max_minutes, 0, time.monotonic()
+
+    def minutes(self) -> float:
+        return (time.monotonic() - self.started) / 60
+
+    def progress(self) -> float:
+        progress = self.step / max(self.total, 1)
+        if self.max_minutes:
+            progress = max(progress, self.minutes() / self.max_minutes)
+        return min(progress, 1.0)
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+
+def train_epoch(model: ConvNetBackbone, optimizer: torch.optim.Optimizer, batches, schedule: Schedule,
+                config: BackboneTrainConfig, device: torch.device) -> tuple[float, float]:
+    """One pass (or until the schedule ends): (mean loss, top-1 accuracy) of its queries."""
+    model.train()
+    total, correct, queries = 0.0, 0, 0
+    for batch in batches:
+        if schedule.done():
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(schedule.progress(), 1.0, config.lr, config.min_lr)
+        loss, c, q = pair_loss(model, batch, config, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step += 1
+        total, correct, queries = total + float(loss.detach()) * q, correct + c, queries + q
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / max(queries, 1):.3f}", top1=f"{correct / max(queries, 1):.3f}")
+    return total / max(queries, 1), correct / max(queries, 1)
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from .pairs import CachedPairs
 from .step import TrainingStep, proposal_scores
 
 
-def learning_rate(step: int, total: int, lr: float, min_lr: float) -> float:
+def learning_rate(step: float, total: float, lr: float, min_lr: float) -> float:
     """Cosine annealing from lr at step 0 to min_lr at step total."""
     progress = min(step / max(total, 1), 1.0)
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
