@@ -181,3 +181,19 @@ def test_train_backbone_continues_from_init(tmp_path):
     assert continued["config"] == small_net().config
     initial = torch.load(small, weights_only=True)["state_dict"]
     assert all(torch.equal(initial[k], v) for k, v in continued["state_dict"].items())  # lr 0: unchanged
+
+
+def test_segment_negatives(tiny_take):
+    from omama_core.training.features import random_segments
+
+    ego = tiny_take[0][0]
+    assert ego.segments.shape == ego.grid_masks.shape[1:]
+    masks = random_segments(np.random.default_rng(0), ego.segments, 6)
+    assert 0 < len(masks) <= 6
+    assert masks.sum(0).max() == 1  # distinct segments do not overlap
+    regions = with_random_regions(ego, np.random.default_rng(0), 8)
+    negatives = regions.masks[len(ego.names):]
+    assert regions.overlap.shape == (len(ego.names), len(negatives))
+    whole_segments = [m for m in negatives if (ego.segments[m] == ego.segments[m][0]).all()
+                      and m.sum() == (ego.segments == ego.segments[m][0]).sum()]
+    assert 1 <= len(whole_segments) <= 4  # half of the 8 negatives are segments

@@ -5,8 +5,8 @@
 The objective is the one the features serve: the mask-context descriptor
 (encoder.pooled_descriptors, the same function inference uses) of an object in one view
 must be nearer, in cosine, to the same object's descriptor in the other view than to any
-other object's and to any of `random_regions` random ellipses (table, floor, walls, the
-person) of that view. InfoNCE at `temperature`, both directions, ground-truth masks only:
+other object's and to any of `random_regions` negatives of that view: random ellipses and
+colour segments (table patches, furniture, the person, object parts). InfoNCE at `temperature`, both directions, ground-truth masks only:
 no proposals, so a few hundred takes render and train in minutes on a GPU.
 
 Takes are drawn from seeds `seed * 100003 + i`, as `omama synth` draws them, so a seed
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.segmentation import felzenszwalb
 from tqdm import tqdm
 
 from ..backbone import ConvNetBackbone, input_scale, model_input_size, normalise, resize_image
@@ -78,6 +79,7 @@ class View:
     boxes: np.ndarray  # (N, 4) float32
     image_hw: tuple[int, int]
     scale: float
+    segments: np.ndarray | None = None  # (h/4, w/4) int32 colour segments, negatives shaped like proposals
 
 
 def prepare_view(image: np.ndarray, masks: dict[str, np.ndarray], max_side: int) -> View:
@@ -87,8 +89,9 @@ def prepare_view(image: np.ndarray, masks: dict[str, np.ndarray], max_side: int)
     names = sorted(masks)
     full = np.stack([masks[n] for n in names]) if names else np.zeros((0, height, width), bool)
     grid_hw = pooling_grid_size((size[0] // 14, size[1] // 14))
+    segments = felzenszwalb(resize_image(image, grid_hw), scale=64, sigma=0.5, min_size=8).astype(np.int32)
     return View(resize_image(image, size), names, resize_nearest(full, grid_hw), boxes_from_masks(full),
-                (height, width), input_scale(height, width, max_side))
+                (height, width), input_scale(height, width, max_side), segments)
 
 
 def render_take(job: tuple[int, str, int, int, int]) -> list[tuple[View, View]]:
@@ -117,6 +120,15 @@ def random_regions(rng: np.random.Generator, grid_hw: tuple[int, int], count: in
     return regions[regions.reshape(count, -1).any(1)]
 
 
+def random_segments(rng: np.random.Generator, segments: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` distinct segments of a label map (gh, gw) as masks (count, gh, gw): the
+    table patches, furniture, arm and object parts that proposals also offer."""
+    labels, sizes = np.unique(segments, return_counts=True)
+    labels = labels[sizes >= 4]
+    chosen = rng.choice(labels, size=min(count, len(labels)), replace=False)
+    return segments[None] == chosen[:, None, None]
+
+
 def grid_boxes(grid_masks: np.ndarray, view: View) -> np.ndarray:
     """Boxes (x, y, w, h) in image pixels of masks drawn on the pooling grid."""
     cell = 4.0 / view.scale  # image pixels per grid cell
@@ -143,7 +155,12 @@ class Regions:
 
 
 def with_random_regions(view: View, rng: np.random.Generator, count: int) -> Regions:
-    regions = random_regions(rng, view.grid_masks.shape[1:], count)
+    """The view's objects and `count` negatives: random ellipses, half of them replaced by
+    colour segments when the view has them."""
+    segments = count // 2 if view.segments is not None else 0
+    regions = random_regions(rng, view.grid_masks.shape[1:], count - segments)
+    if segments:
+        regions = np.concatenate([regions, random_segments(rng, view.segments, segments)])
     return Regions(view, np.concatenate([view.grid_masks, regions]),
                    np.concatenate([view.boxes, grid_boxes(regions, view)]), grid_iou(view.grid_masks, regions))
 
