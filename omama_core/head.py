@@ -65,6 +65,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], new_grid: t
     return image.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], c)
 
 
+RESIDUAL_INIT = 0.1  # scale of a residual head's last projection layer at initialisation
+
+
 class MatchingHead(nn.Module):
     """Scores target candidates against a source mask (the trainable part of O-MaMa).
 
@@ -76,15 +79,22 @@ class MatchingHead(nn.Module):
         visibility: add the learned visibility output (not in the publication).
         context, cross_attention: switch the context descriptor or the cross-attention off
             (their inputs to the projection become zeros): the publication's ablations.
+        residual: the embedding is [unit descriptor; projection] (not in the publication),
+            with the projection's last layer starting small: an untrained head scores
+            nearly as the k-NN and training learns a correction. For features that already
+            match well (the convnet backbone), where the published head, learned from
+            scratch on a few scenes, falls below the k-NN.
     """
 
     def __init__(self, dim: int = 768, num_heads: int = 4, source_grid: tuple[int, int] = (38, 68),
                  target_grid: tuple[int, int] = (50, 50), hidden_dim: int = 768, visibility: bool = False,
-                 context: bool = True, cross_attention: bool = True):
+                 context: bool = True, cross_attention: bool = True, residual: bool = False):
         super().__init__()
         self.args = dict(dim=dim, num_heads=num_heads, source_grid=tuple(source_grid),
                          target_grid=tuple(target_grid), hidden_dim=hidden_dim, visibility=visibility,
-                         context=context, cross_attention=cross_attention)
+                         context=context, cross_attention=cross_attention, residual=residual)
+        self.residual = residual
+        self.embed_dim = hidden_dim + (2 * dim if residual else 0)
         self.dim = dim
         self.use_context, self.use_cross_attention = context, cross_attention
         self.source_grid, self.target_grid = tuple(source_grid), tuple(target_grid)
@@ -95,12 +105,17 @@ class MatchingHead(nn.Module):
         self.cross_attention = CrossAttention(dim, num_heads)
         self.projection = nn.Sequential(nn.Linear(3 * dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim),
                                         nn.ReLU(), nn.Linear(hidden_dim, hidden_dim))
-        self.visibility = (nn.Sequential(nn.Linear(hidden_dim + TOP_SCORES, hidden_dim // 2), nn.ReLU(),
+        if residual:  # small, not zero: at zero the product of two projections has no gradient
+            with torch.no_grad():
+                self.projection[-1].weight.mul_(RESIDUAL_INIT)
+                self.projection[-1].bias.zero_()
+        self.visibility = (nn.Sequential(nn.Linear(self.embed_dim + TOP_SCORES, hidden_dim // 2), nn.ReLU(),
                                          nn.Linear(hidden_dim // 2, 1)) if visibility else None)
 
     def _embed(self, descriptors: torch.Tensor, tokens: torch.Tensor, pos_embed: torch.Tensor,
                grid: tuple[int, int]) -> torch.Tensor:
-        """descriptors (B, N, 2C) attend to tokens (B, C, h, w) -> unit embeddings (B, N, D)."""
+        """descriptors (B, N, 2C) attend to tokens (B, C, h, w) -> unit embeddings (B, N, D),
+        (B, N, 2C + D) when residual."""
         b, c, h, w = tokens.shape
         if not self.use_context:
             descriptors = torch.cat([descriptors[..., :c], torch.zeros_like(descriptors[..., c:])], dim=-1)
@@ -109,7 +124,10 @@ class MatchingHead(nn.Module):
             attended = self.cross_attention(descriptors[..., :c], context)
         else:
             attended = torch.zeros_like(descriptors[..., :c])
-        return F.normalize(self.projection(torch.cat([attended, descriptors], dim=-1)), dim=-1)
+        projected = self.projection(torch.cat([attended, descriptors], dim=-1))
+        if self.residual:
+            projected = torch.cat([F.normalize(descriptors, dim=-1), projected], dim=-1)
+        return F.normalize(projected, dim=-1)
 
     def embed_sources(self, source_desc: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:
         """source_desc (B, K, 2C), target_tokens (B, C, ht, wt) -> (B, K, D)."""

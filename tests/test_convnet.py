@@ -191,7 +191,7 @@ def test_segment_negatives(tiny_take):
     masks = random_segments(np.random.default_rng(0), ego.segments, 6)
     assert 0 < len(masks) <= 6
     assert masks.sum(0).max() == 1  # distinct segments do not overlap
-    regions = with_random_regions(ego, np.random.default_rng(0), 8)
+    regions = with_random_regions(ego, np.random.default_rng(0), 8, segment_fraction=0.5)
     negatives = regions.masks[len(ego.names):]
     assert regions.overlap.shape == (len(ego.names), len(negatives))
     whole_segments = [m for m in negatives if (ego.segments[m] == ego.segments[m][0]).all()

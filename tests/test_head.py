@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from omama_core.errors import CheckpointMismatchError
 from omama_core.head import MatchingHead
@@ -145,3 +146,20 @@ def test_omama_checkpoint_round_trip_and_visibility(tmp_path):
     with pytest.raises(CheckpointMismatchError, match="not an omama head checkpoint"):
         torch.save(official_state_dict(), tmp_path / "official.pt")
         MatchingHead.from_checkpoint(str(tmp_path / "official.pt"))
+
+
+def test_residual_head_starts_as_the_knn():
+    """An untrained residual head scores every candidate nearly as the k-NN cosine of the raw
+    descriptors, and its projection gets gradients (it is not at the zero saddle)."""
+    torch.manual_seed(0)
+    head = MatchingHead(dim=8, num_heads=2, source_grid=(3, 4), target_grid=(4, 4), hidden_dim=16,
+                        visibility=True, residual=True)
+    source, candidates = torch.randn(2, 1, 16), torch.randn(2, 5, 16)
+    tokens_s, tokens_t = torch.randn(2, 8, 3, 4), torch.randn(2, 8, 4, 4)
+    knn = (F.normalize(candidates, dim=-1) * F.normalize(source, dim=-1)).sum(-1)
+    scores = head(source, candidates, tokens_s, tokens_t)
+    assert torch.allclose(scores, knn, atol=0.02)
+    assert head.visibility_logit(head.embed_sources(source, tokens_t)[:, 0], knn).shape == (2,)
+    scores[:, 0].sum().backward()
+    assert head.projection[-1].weight.grad.abs().sum() > 0
+    assert head.projection[0].weight.grad.abs().sum() > 0

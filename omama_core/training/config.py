@@ -34,13 +34,15 @@ class DataConfig:
 @dataclass
 class HeadTrainConfig:
     """hidden_dim: projection width D. context / cross_attention: the ablation switches.
-    visibility: train the learned visibility output (not in the publication)."""
+    visibility: train the learned visibility output; residual: start from the k-NN and learn
+    a correction (head.py; neither is in the publication)."""
 
     hidden_dim: int = 768
     num_heads: int = 4
     context: bool = True
     cross_attention: bool = True
     visibility: bool = False
+    residual: bool = False
 
 
 @dataclass

@@ -1,13 +1,14 @@
 """Learning the convnet backbone's dense features on synthetic takes rendered on the fly.
 
-    omama train-backbone --out omama_core/weights/synthetic_convnet.pt --takes 400 --epochs 12
+    omama train-backbone --out omama_core/weights/synthetic_convnet.pt --takes 320 --epochs 5 --device cuda
 
 The objective is the one the features serve: the mask-context descriptor
 (encoder.pooled_descriptors, the same function inference uses) of an object in one view
 must be nearer, in cosine, to the same object's descriptor in the other view than to any
-other object's and to any of `random_regions` negatives of that view: random ellipses and
-colour segments (table patches, furniture, the person, object parts). InfoNCE at `temperature`, both directions, ground-truth masks only:
-no proposals, so a few hundred takes render and train in minutes on a GPU.
+other object's and to any of `random_regions` negatives of that view: random ellipses
+(table, floor, walls, the person) and, if `segment_fraction` > 0, colour segments. InfoNCE
+at `temperature`, both directions, ground-truth masks only: no proposals, so a few hundred
+takes render and train in minutes on a GPU.
 
 Takes are drawn from seeds `seed * 100003 + i`, as `omama synth` draws them, so a seed
 used here must differ from the held-out seed. The last `val_takes` takes are held out; the
@@ -53,6 +54,7 @@ class BackboneTrainConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.07
     random_regions: int = 32
+    segment_fraction: float = 0.0  # share of the random regions that are colour segments instead of ellipses
     context_px: int = 100
     ego_max_side: int = 704
     exo_max_side: int = 960
@@ -154,10 +156,11 @@ class Regions:
     overlap: np.ndarray  # (N, R)
 
 
-def with_random_regions(view: View, rng: np.random.Generator, count: int) -> Regions:
-    """The view's objects and `count` negatives: random ellipses, half of them replaced by
-    colour segments when the view has them."""
-    segments = count // 2 if view.segments is not None else 0
+def with_random_regions(view: View, rng: np.random.Generator, count: int, segment_fraction: float = 0.0
+                        ) -> Regions:
+    """The view's objects and `count` negatives: random ellipses, `segment_fraction` of them
+    replaced by colour segments when the view has them."""
+    segments = int(round(count * segment_fraction)) if view.segments is not None else 0
     regions = random_regions(rng, view.grid_masks.shape[1:], count - segments)
     if segments:
         regions = np.concatenate([regions, random_segments(rng, view.segments, segments)])
@@ -169,15 +172,16 @@ class PairSampler(torch.utils.data.Dataset):
     """Frame pairs with fresh random regions, drawn from (seed, epoch, index): the same run
     gives the same regions whatever the number of loader workers."""
 
-    def __init__(self, pairs: list[tuple[View, View]], seed: int, count: int):
+    def __init__(self, pairs: list[tuple[View, View]], seed: int, count: int, segment_fraction: float = 0.0):
         self.pairs, self.seed, self.count, self.epoch = pairs, seed, count, 0
+        self.segment_fraction = segment_fraction
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[Regions, Regions]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return tuple(with_random_regions(view, rng, self.count) for view in self.pairs[index])
+        return tuple(with_random_regions(view, rng, self.count, self.segment_fraction) for view in self.pairs[index])
 
 
 def retrieval_logits(source: torch.Tensor, source_view: View, target: torch.Tensor, target_regions: Regions,
@@ -269,7 +273,7 @@ def train_backbone(config: BackboneTrainConfig, out: str | os.PathLike, device: 
     val = [p for take in takes[config.takes - config.val_takes:] for p in take]
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sampler = PairSampler(train, config.seed, config.random_regions)
+    sampler = PairSampler(train, config.seed, config.random_regions, config.segment_fraction)
     loader_workers = min(8, max(0, (workers or os.cpu_count() or 1) - 1))
     schedule = Schedule(math.ceil(len(train) / config.batch_pairs) * config.epochs, config.max_minutes)
     record = {}
@@ -342,7 +346,7 @@ def evaluate(model: ConvNetBackbone, pairs: list[tuple[View, View]], config: Bac
     """(mean InfoNCE loss, top-1 retrieval accuracy) on held-out pairs, fixed random regions."""
     model.eval()
     total, correct, queries = 0.0, 0, 0
-    for batch in _batches(PairSampler(pairs, 0, config.random_regions), config.batch_pairs, False,
+    for batch in _batches(PairSampler(pairs, 0, config.random_regions, config.segment_fraction), config.batch_pairs, False,
                           workers, 0):
         loss, c, q = pair_loss(model, batch, config, device)
         total += float(loss) * q

@@ -117,7 +117,7 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
     head = MatchingHead(dim=channels, num_heads=config.head.num_heads, source_grid=source_grid,
                         target_grid=target_grid, hidden_dim=config.head.hidden_dim,
                         visibility=config.head.visibility, context=config.head.context,
-                        cross_attention=config.head.cross_attention).to(torch_device)
+                        cross_attention=config.head.cross_attention, residual=config.head.residual).to(torch_device)
     step_module = TrainingStep(head, config.loss.temperature, config.loss.visibility_weight)
     model = torch.nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
