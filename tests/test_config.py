@@ -43,15 +43,27 @@ def test_every_shipped_config_loads_and_validates(name):
 
 
 def test_default_config_needs_no_download():
-    """Offline parts, and heads that ship inside the package (resolved next to the config)."""
+    """Offline parts with weights that ship inside the package (resolved next to the config)."""
     config = load_config("default")
-    assert config.backbone.kind == "handcrafted" and config.backbone.weights is None
+    assert config.backbone.kind == "convnet"
+    path = Path(config.backbone.weights)
+    assert path.is_file() and path.parent == CONFIG_DIR.parent / "weights"
     assert config.proposals.kind == "classical" and config.proposals.weights is None
+    assert config.head.kind == "knn"
+
+
+def test_handcrafted_config_ships_its_heads():
+    config = load_config("handcrafted")
+    assert config.backbone.kind == "handcrafted" and config.backbone.weights is None
     assert config.head.kind == "trained"
     for direction in ("ego2exo", "exo2ego"):
         path = Path(config.head_checkpoint(direction))
         assert path.is_file() and path.parent == CONFIG_DIR.parent / "weights"
-        assert path.stat().st_size < 20 * 2**20  # the shipped weights stay small
+
+
+def test_shipped_weights_stay_small():
+    weights = CONFIG_DIR.parent / "weights"
+    assert sum(p.stat().st_size for p in weights.glob("*.pt")) < 20 * 2**20
 
 
 def test_knn_config_needs_no_weights_at_all():

@@ -69,7 +69,7 @@ def test_weights_round_trip_and_errors(tmp_path):
 def test_shipped_weights_load():
     from omama_core.config import load_config
 
-    backbone = build_backbone(load_config("convnet_knn").backbone)
+    backbone = build_backbone(load_config("default").backbone)
     assert isinstance(backbone, ConvNetBackbone) and backbone.embed_dim == 64
 
 

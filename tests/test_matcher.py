@@ -322,7 +322,7 @@ def test_official_head_with_a_missing_file_names_it(tmp_path):
 def write_training_checkpoint(path, dim: int = 30) -> MatchingHead:
     torch.manual_seed(0)
     head = MatchingHead(dim=dim, num_heads=2, source_grid=(5, 5), target_grid=(4, 6), hidden_dim=32, visibility=True)
-    config = load_config("default").to_dict()
+    config = load_config("handcrafted").to_dict()
     config["head"] = {"kind": "trained", "checkpoint": None}
     head.save(str(path), config=config, direction="ego2exo")
     return head
@@ -426,11 +426,11 @@ def test_match_does_not_depend_on_the_source_resolution(two_views, queries, batc
 
 
 @pytest.mark.parametrize("direction", ["ego2exo", "exo2ego"])
-def test_default_config_uses_the_shipped_trained_head_of_its_direction(direction, two_views, queries):
+def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direction, two_views, queries):
     import torch
 
     ego, _, exo, _ = two_views
-    matcher = Matcher.from_config("default", device="cpu", direction=direction)
+    matcher = Matcher.from_config("handcrafted", device="cpu", direction=direction)
     assert matcher.head is not None and matcher.head.visibility is not None
     shipped = torch.load(matcher.config.head_checkpoint(direction), map_location="cpu", weights_only=True)
     assert shipped["direction"] == direction

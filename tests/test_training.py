@@ -99,7 +99,7 @@ def test_cache_key_changes_with_the_frozen_parts(tiny_data):
 def test_cache_key_changes_with_the_weights_contents(tmp_path):
     """Retrained backbone weights written to the same path must not reuse the old records."""
     weights = tmp_path / "convnet.pt"
-    config = load_config("convnet_knn", {"backbone.weights": str(weights)})
+    config = load_config("default", {"backbone.weights": str(weights)})
     weights.write_bytes(b"first weights")
     first = cache_key(config)
     weights.write_bytes(b"other weights")

@@ -1,10 +1,11 @@
 """The publication's ablation rows, side by side on the same held-out data.
 
     .venv/bin/python training/ablations.py --train-data data/synth_train \
-        --heldout-data data/synth_heldout --out runs/ablations [--epochs 3]
+        --heldout-data data/synth_heldout --out runs/ablations [--epochs 3] [--recipe YAML]
 
 Each row adds one ingredient to the previous one (k-NN needs no training), is trained on
---train-data with the synthetic recipe (training/configs/synthetic.yaml) for --epochs, and
+--train-data with a synthetic recipe (default training/configs/synthetic_convnet.yaml, the
+offline default's features; synthetic.yaml for the handcrafted ones) for --epochs, and
 is scored on the held-out data's test split with the cached top-1 evaluation (IoU of the
 chosen proposal, the proposals' oracle IoU, visibility balanced accuracy). Writes
 ablations.json, ablations.md and ablations.png into --out.
@@ -29,7 +30,7 @@ from omama_core.training.config import load_train_config  # noqa: E402
 from omama_core.training.loop import train, validate  # noqa: E402
 from omama_core.training.pairs import CachedPairs  # noqa: E402
 
-RECIPE = Path(__file__).parent / "configs" / "synthetic.yaml"
+RECIPE = Path(__file__).parent / "configs" / "synthetic_convnet.yaml"
 ROWS = [  # name, overrides of the recipe (None: no training)
     ("k-NN (no training)", None),
     ("+ contrastive loss", {"head.context": False, "head.cross_attention": False, "loss.negatives": "random",
@@ -59,12 +60,13 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--directions", default="ego2exo,exo2ego")
+    parser.add_argument("--recipe", default=str(RECIPE), help="training config the rows start from")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = json.loads((out / "ablations.json").read_text()) if (out / "ablations.json").is_file() else {}
     for direction in args.directions.split(","):
-        base = load_train_config(str(RECIPE), {"direction": direction, "optim.epochs": args.epochs})
+        base = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs})
         pairs = heldout_pairs(args.heldout_data, direction, base.matcher)
         matcher = load_config(base.matcher)
         margin = matcher.whole_object_margin  # every row chooses its candidate the same way
@@ -75,7 +77,7 @@ def main() -> int:
             if overrides is None:
                 metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin)
             else:
-                config = load_train_config(str(RECIPE), {"direction": direction, "optim.epochs": args.epochs,
+                config = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs,
                                                          **overrides})
                 run = out / f"{direction}_{len([k for k in results if k.startswith(direction)])}"
                 train(config, args.train_data, str(run), device="cpu", progress=False)
