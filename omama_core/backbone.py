@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BackboneConfig
-from .errors import WeightsNotFoundError
+from .errors import ConfigError, WeightsNotFoundError
 
 PATCH_SIZE = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -272,6 +272,30 @@ class ConvNetBackbone(nn.Module):
         return tokens, cells
 
 
+class FusedBackbone(nn.Module):
+    """Backbones on the same pooling grid, their channels concatenated. `groups` lists each
+    one's (channels, weight): the encoder balances the descriptors so that the k-NN score is
+    the weighted sum of the backbones' own cosines (encoder.balance_groups)."""
+
+    def __init__(self, parts: list[tuple[nn.Module, float]]):
+        super().__init__()
+        strides = {module.pooling_stride for module, _ in parts}
+        if len(strides) != 1:
+            raise ConfigError(f"fused backbones must share one pooling grid, got strides {sorted(strides)}")
+        self.parts = nn.ModuleList(module for module, _ in parts)
+        self.groups = [(module.embed_dim, float(weight)) for module, weight in parts]
+        self.embed_dim = sum(channels for channels, _ in self.groups)
+        self.pooling_stride = strides.pop()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode(images)[0]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, H, W) -> tokens (B, sum C, H/14, W/14), pooling features (B, sum C, h', w')."""
+        tokens, pooling = zip(*(part.encode(images) for part in self.parts))
+        return torch.cat(tokens, dim=1), torch.cat(pooling, dim=1)
+
+
 def _in_hub_cache(model_name: str) -> bool:
     """Whether timm's pretrained weights for model_name are in the local Hugging Face cache."""
     import timm
@@ -287,5 +311,9 @@ def build_backbone(config: BackboneConfig) -> nn.Module:
     if config.kind == "handcrafted":
         return HandcraftedBackbone()
     if config.kind == "convnet":
-        return ConvNetBackbone.from_file(config.weights)
+        convnet = ConvNetBackbone.from_file(config.weights)
+        if config.handcrafted_weight > 0:
+            return FusedBackbone([(convnet, 1.0 - config.handcrafted_weight),
+                                  (HandcraftedBackbone(), config.handcrafted_weight)])
+        return convnet
     return DinoV2Backbone(config.model, config.weights)

@@ -32,12 +32,14 @@ class BackboneConfig:
     weights) or "convnet" (a small network learned on the synthetic benchmark; offline).
     model: the timm model name (dinov2 only). weights: for dinov2 a local .pth or
     .safetensors file (original facebookresearch or timm layout), None meaning timm's cache;
-    for convnet the file `omama train-backbone` writes.
+    for convnet the file `omama train-backbone` writes. handcrafted_weight (convnet only): the
+    share of the handcrafted backbone's cosine in the k-NN score (0: the convnet alone).
     """
 
     kind: str = "dinov2"
     model: str = "vit_base_patch14_reg4_dinov2"
     weights: str | None = None
+    handcrafted_weight: float = 0.0
 
 
 @dataclass
@@ -105,6 +107,11 @@ class MatcherConfig:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.backbone.kind not in BACKBONE_KINDS:
             raise ConfigError(f"backbone.kind must be one of {BACKBONE_KINDS}, got {self.backbone.kind!r}")
+        if not 0.0 <= self.backbone.handcrafted_weight < 1.0:
+            raise ConfigError(f"backbone.handcrafted_weight must be in [0, 1), got {self.backbone.handcrafted_weight}")
+        if self.backbone.handcrafted_weight and self.backbone.kind != "convnet":
+            raise ConfigError("backbone.handcrafted_weight applies to backbone.kind 'convnet' only, "
+                              f"not {self.backbone.kind!r}")
         if self.proposals.kind not in ("fastsam", "classical"):
             raise ConfigError(f"proposals.kind must be 'fastsam' or 'classical', got {self.proposals.kind!r}")
         if self.head.kind not in ("knn", "official", "trained"):

@@ -107,3 +107,24 @@ def pooled_descriptors(features: torch.Tensor, grid_masks: np.ndarray, boxes: np
     means = sums / weights.sum(dim=(1, 2)).clamp(min=1.0)[:, None]
     n = len(grid_masks)
     return torch.cat([means[:n], means[n:]], dim=1)
+
+
+def balance_groups(descriptors: torch.Tensor, groups: list[tuple[int, float]]) -> torch.Tensor:
+    """Descriptors (N, 2C) [object; context] of concatenated backbones -> the same with each
+    backbone's part (its object and context channels together) scaled to norm sqrt(weight).
+
+    groups: (channels, weight) per backbone in channel order, channels summing to C and
+    weights to 1. The cosine of two balanced descriptors is then the weighted sum of the
+    backbones' own cosines (each part has norm sqrt(w), the whole has norm 1).
+    """
+    c = descriptors.shape[1] // 2
+    objects, contexts = descriptors[:, :c], descriptors[:, c:]
+    balanced_objects, balanced_contexts, start = [], [], 0
+    for channels, weight in groups:
+        part_o, part_c = objects[:, start:start + channels], contexts[:, start:start + channels]
+        norm = torch.sqrt((part_o ** 2).sum(1, keepdim=True) + (part_c ** 2).sum(1, keepdim=True)).clamp(min=1e-8)
+        scale = weight ** 0.5 / norm
+        balanced_objects.append(part_o * scale)
+        balanced_contexts.append(part_c * scale)
+        start += channels
+    return torch.cat(balanced_objects + balanced_contexts, dim=1)

@@ -20,7 +20,7 @@ import torch
 
 from .backbone import build_backbone, input_scale, model_input_size, preprocess
 from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted
-from .encoder import mask_context_descriptors, proposal_descriptors
+from .encoder import balance_groups, mask_context_descriptors, proposal_descriptors
 from .errors import ConfigError, DeviceError, InputError
 from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
@@ -126,8 +126,11 @@ class Matcher:
         kwargs = dict(context_px=self.config.context_px, scale=self.input_scale(image, view),
                       stride=self.backbone.pooling_stride)
         if isinstance(masks, Proposals):
-            return proposal_descriptors(pooling[0], masks, **kwargs)
-        return mask_context_descriptors(pooling[0], masks, image.shape[:2], **kwargs)
+            descriptors = proposal_descriptors(pooling[0], masks, **kwargs)
+        else:
+            descriptors = mask_context_descriptors(pooling[0], masks, image.shape[:2], **kwargs)
+        groups = getattr(self.backbone, "groups", None)  # a FusedBackbone: weigh each backbone's part
+        return balance_groups(descriptors, groups) if groups else descriptors
 
     def candidates(self, image: np.ndarray) -> Proposals:
         """Mask candidates of the target image."""

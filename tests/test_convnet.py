@@ -197,3 +197,22 @@ def test_segment_negatives(tiny_take):
     whole_segments = [m for m in negatives if (ego.segments[m] == ego.segments[m][0]).all()
                       and m.sum() == (ego.segments == ego.segments[m][0]).sum()]
     assert 1 <= len(whole_segments) <= 4  # half of the 8 negatives are segments
+
+
+def test_fused_backbone_concatenates_and_weighs(tmp_path):
+    from omama_core.backbone import FusedBackbone, HandcraftedBackbone
+    from omama_core.config import load_config
+    from omama_core.errors import ConfigError
+
+    path = tmp_path / "convnet.pt"
+    save_weights(small_net(), path, {})
+    fused = build_backbone(BackboneConfig(kind="convnet", weights=str(path), handcrafted_weight=0.3))
+    assert isinstance(fused, FusedBackbone)
+    assert fused.groups == [(16, 0.7), (HandcraftedBackbone().embed_dim, 0.3)]
+    tokens, cells = fused.encode(torch.randn(1, 3, 56, 84))
+    assert tokens.shape[1] == cells.shape[1] == fused.embed_dim == 16 + 30
+    assert cells.shape[2:] == pooling_grid_size(tokens.shape[2:])
+    with pytest.raises(ConfigError, match="handcrafted_weight"):
+        load_config("knn", {"backbone.handcrafted_weight": 0.3})
+    with pytest.raises(ConfigError, match="handcrafted_weight"):
+        load_config("convnet_knn", {"backbone.handcrafted_weight": 1.0})

@@ -104,3 +104,25 @@ def test_mask_size_must_match_image():
 
     with pytest.raises(ValueError, match="masks must be"):
         mask_context_descriptors(torch.zeros(3, 4, 4), np.zeros((1, 50, 56), bool), (56, 56))
+
+
+def test_balanced_descriptors_score_the_weighted_sum_of_cosines():
+    """After balance_groups the cosine of two fused descriptors is the weighted sum of each
+    backbone's own cosine (over its object and context channels together)."""
+    import torch.nn.functional as F
+
+    from omama_core.encoder import balance_groups
+
+    torch.manual_seed(0)
+    groups = [(5, 0.7), (3, 0.3)]
+    a, b = torch.randn(4, 16), torch.randn(4, 16)  # (N, 2C) with C = 8: [object 8; context 8]
+
+    def part(x, first, last):
+        return torch.cat([x[:, first:last], x[:, 8 + first:8 + last]], dim=1)
+
+    expected = 0.7 * F.cosine_similarity(part(a, 0, 5), part(b, 0, 5)) \
+        + 0.3 * F.cosine_similarity(part(a, 5, 8), part(b, 5, 8))
+    balanced_a, balanced_b = balance_groups(a, groups), balance_groups(b, groups)
+    assert torch.allclose((balanced_a * balanced_b).sum(1), expected, atol=1e-6)
+    assert torch.allclose(balanced_a.norm(dim=1), torch.ones(4), atol=1e-6)
+    assert torch.equal(balance_groups(torch.zeros(2, 16), groups), torch.zeros(2, 16))
