@@ -61,6 +61,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--directions", default="ego2exo,exo2ego")
     parser.add_argument("--recipe", default=str(RECIPE), help="training config the rows start from")
+    parser.add_argument("--also-knn", default="", metavar="CONFIGS",
+                        help="comma-separated matcher configs added as k-NN rows (other features), e.g. default,knn")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,12 +88,21 @@ def main() -> int:
             results[key] = metrics
             print(f"{key}: {json.dumps(metrics)}", flush=True)
             (out / "ablations.json").write_text(json.dumps(results, indent=2))
+        for name in filter(None, args.also_knn.split(",")):
+            key = f"{direction}/k-NN, {name} config"
+            if key not in results:
+                other = load_config(name)
+                results[key] = validate(None, heldout_pairs(args.heldout_data, direction, name), 24, torch.device("cpu"),
+                                        other.visibility_threshold, other.whole_object_margin)
+                print(f"{key}: {json.dumps(results[key])}", flush=True)
+                (out / "ablations.json").write_text(json.dumps(results, indent=2))
     write_table(results, out)
     return 0
 
 
 def write_table(results: dict, out: Path) -> None:
     names = [name for name, _ in ROWS]
+    names += sorted({key.split("/", 1)[1] for key in results} - set(names))  # the --also-knn rows
     lines = ["| row | Ego2Exo IoU | Exo2Ego IoU | Ego2Exo vis. BA | Exo2Ego vis. BA |", "| --- | --- | --- | --- | --- |"]
     for name in names:
         cells = [results.get(f"{d}/{name}", {}) for d in ("ego2exo", "exo2ego")]
