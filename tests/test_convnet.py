@@ -67,10 +67,13 @@ def test_weights_round_trip_and_errors(tmp_path):
 
 
 def test_shipped_weights_load():
+    from omama_core.backbone import FusedBackbone
     from omama_core.config import load_config
 
-    backbone = build_backbone(load_config("default").backbone)
+    backbone = build_backbone(load_config("convnet_knn").backbone)
     assert isinstance(backbone, ConvNetBackbone) and backbone.embed_dim == 64
+    fused = build_backbone(load_config("default").backbone)
+    assert isinstance(fused, FusedBackbone) and [w for _, w in fused.groups] == [0.7, 0.3]
 
 
 def test_random_regions_and_overlap():
