@@ -1,6 +1,6 @@
 """Learning the convnet backbone's dense features on synthetic takes rendered on the fly.
 
-    omama train-backbone --out omama_core/weights/synthetic_convnet.pt --takes 320 --epochs 5 --device cuda
+    omama train-backbone --out omama_core/weights/synthetic_convnet.pt --device cuda
 
 The objective is the one the features serve: the mask-context descriptor
 (encoder.pooled_descriptors, the same function inference uses) of an object in one view
@@ -43,11 +43,11 @@ from .loop import learning_rate
 class BackboneTrainConfig:
     """Every value of a backbone training run (stored in the weights file)."""
 
-    takes: int = 400
+    takes: int = 320
     frames: int = 6
     seed: int = 3
     val_takes: int = 16
-    epochs: int = 12
+    epochs: int = 5
     batch_pairs: int = 8
     lr: float = 1e-3
     min_lr: float = 1e-5
