@@ -101,6 +101,7 @@ class MatcherConfig:
     context_px: int = 100
     visibility_threshold: float = 0.5
     whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
+    exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
 
     def validate(self) -> "MatcherConfig":
         if self.direction not in DIRECTIONS:

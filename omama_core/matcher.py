@@ -26,7 +26,7 @@ from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
 from .masks import mask_box
 from .proposals import Proposals, build_proposals
-from .selection import choose_candidates
+from .selection import choose_candidates, exclusive_choices
 
 
 @dataclass
@@ -42,7 +42,7 @@ class MatchResult:
     num_candidates: int
     timings: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
-    candidate_mask: np.ndarray | None = None  # the best-scoring candidate's mask, visible or not
+    candidate_mask: np.ndarray | None = None  # the chosen candidate's mask, visible or not (see docs/api.md)
 
     def to_json(self) -> dict:
         """The result without the mask, for printing and logs."""
@@ -183,6 +183,11 @@ class Matcher:
         clock.lap("encoder")
         scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
         chosen = self._choose(scores, proposals)
+        answers = chosen
+        if self.config.exclusive_matches and (~empty).sum() > 1:
+            answers, best_left = self._exclusive(scores, chosen, proposals, ~empty)
+            if self.head is None or self.head.visibility is None:
+                visibility = best_left  # the best score left after the better queries took theirs
         clock.lap("head")
 
         timings = clock.timings()
@@ -191,18 +196,28 @@ class Matcher:
             if empty[k]:
                 results.append(self._not_visible(height, width, len(proposals), timings, "empty query mask"))
                 continue
-            best = int(chosen[k])
-            score = float(scores[k, best])
             visible = bool(visibility[k] >= self.visibility_threshold)
+            # not visible: the candidate it chose first, which the official protocol still scores
+            best = int(answers[k] if visible else chosen[k])
             best_mask = proposals.mask(best)
             mask = best_mask if visible else np.zeros((height, width), bool)
             results.append(MatchResult(
-                mask=mask, score=score, visible=visible, visibility=float(visibility[k]),
-                box=mask_box(mask) if visible else None, candidate=best if visible else -1,
-                num_candidates=len(proposals), timings=dict(timings), candidate_mask=best_mask,
+                mask=mask, score=float(scores[k, best]), visible=visible,
+                visibility=float(visibility[k]), box=mask_box(mask) if visible else None,
+                candidate=best if visible else -1, num_candidates=len(proposals), timings=dict(timings),
+                candidate_mask=best_mask,
                 reason=None if visible else f"visibility {float(visibility[k]):.3f} below threshold "
                                             f"{self.visibility_threshold:.3f}"))
         return results
+
+    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, proposals: Proposals, active: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """selection.exclusive_choices on numpy: answers (K,) and the best score left to each (K,)."""
+        answers, best_left = exclusive_choices(
+            torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)),
+            torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()),
+            self.config.whole_object_margin, torch.from_numpy(active))
+        return answers.numpy(), best_left.numpy()
 
     def _choose(self, scores: np.ndarray, proposals: Proposals) -> np.ndarray:
         """(K, N) scores -> (K,) chosen candidates (selection.py; the best score at margin 0)."""

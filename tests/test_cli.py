@@ -223,7 +223,8 @@ def test_unwritable_output_exits_2(files, tmp_path, capsys):
 
 # ---- omama demo -----------------------------------------------------------------------------
 
-ROW = re.compile(r"^(ego2exo|exo2ego)\s+(.+?)\s+(yes|no)\s+(yes|no)\s+(-?\d+\.\d+)\s+(nan|-?\d+\.\d+)\s+(ok|WRONG)$")
+ROW = re.compile(r"^(ego2exo|exo2ego)\s+(.+?)\s+(yes|no)\s+(yes|no)\s+(-?\d+\.\d+)\s+(nan|-?\d+\.\d+)\s+"
+                 r"(nan|-?\d+\.\d+)\s+(ok|WRONG)$")
 
 
 def test_demo_writes_scene_and_overlays_and_a_summary(tmp_path, capsys):
@@ -238,16 +239,22 @@ def test_demo_writes_scene_and_overlays_and_a_summary(tmp_path, capsys):
     rows = [row.groups() for row in rows if row]
     assert rows, captured.out
     assert {row[0] for row in rows} == {"ego2exo", "exo2ego"}
-    for direction, name, in_target, predicted, _score, overlap, verdict in rows:
+    for direction, name, in_target, predicted, _score, overlap, best_overlap, verdict in rows:
         assert (out / f"{direction}_{name}.jpg").is_file(), (direction, name)
         if in_target == "no":  # an object hidden in the target is right only when reported not visible
-            assert overlap == "nan"
+            assert overlap == best_overlap == "nan"
             assert (verdict == "ok") == (predicted == "no")
         else:
             assert (verdict == "ok") == (predicted == "yes" and float(overlap) >= 0.5)
+            if predicted == "yes":  # the answer is the best candidate
+                assert overlap == best_overlap
     assert len(list(out.glob("*.jpg"))) == len(rows) + 1
 
     summary = re.search(r"^correct: (\d+)/(\d+) ", captured.out, re.MULTILINE)
     assert summary, captured.out
     assert int(summary.group(2)) == len(rows)
     assert int(summary.group(1)) == sum(row[-1] == "ok" for row in rows)
+    matching = re.search(r"^matching alone: (\d+)/(\d+) ", captured.out, re.MULTILINE)
+    assert matching, captured.out
+    assert int(matching.group(2)) == sum(row[2] == "yes" for row in rows)
+    assert int(matching.group(1)) == sum(row[6] != "nan" and float(row[6]) >= 0.5 for row in rows)

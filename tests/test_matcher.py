@@ -442,3 +442,22 @@ def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direc
         assert 0.0 <= result.visibility <= 1.0  # a probability, thresholded at 0.5
         assert result.visible == (result.visibility >= 0.5)
         assert result.candidate_mask is not None and result.candidate_mask.shape == target.shape[:2]
+
+
+def test_exclusive_matches_never_give_two_queries_the_same_object(two_views):
+    """The same query twice: without exclusive_matches both get the same candidate; with it
+    the second either gets another candidate that overlaps nothing of the first's, or is not
+    visible, with that candidate's score as its visibility."""
+    ego, ego_masks, exo, _ = two_views
+    twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
+    shared = Matcher.from_config("knn", device="cpu").match(ego, twice, exo)
+    assert shared[0].candidate == shared[1].candidate >= 0
+    exclusive = Matcher.from_config("knn", device="cpu", overrides={"exclusive_matches": True}).match(ego, twice, exo)
+    assert exclusive[0].candidate == shared[0].candidate and exclusive[0].visible
+    second = exclusive[1]
+    if second.visible:
+        assert not (second.mask & exclusive[0].mask).any()
+    else:
+        assert second.visibility < shared[1].visibility and second.candidate == -1
+        assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
+    assert exclusive[2].candidate == shared[2].candidate  # the box is nobody else's

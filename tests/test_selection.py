@@ -65,3 +65,38 @@ def test_batched_rows_with_padding():
     areas[:, :3] = torch.from_numpy(proposals.areas()).float()
     scores = torch.tensor([[0.90, 0.88, 0.60, -1.0], [0.10, 0.20, 0.95, -1.0]])  # last column: padding
     assert choose_candidates(scores, contains, areas, 0.05).tolist() == [1, 2]
+
+
+def two_objects():
+    """Candidates 0 = cup, 1 = cup + saucer (contains 0), 2 = bowl, 3 = table patch: (contains, areas)."""
+    contains = torch.eye(4, dtype=torch.bool)
+    contains[1, 0] = True
+    return contains, torch.tensor([10.0, 30.0, 12.0, 50.0])
+
+
+def test_exclusive_choices_give_a_taken_candidate_to_the_better_query_only():
+    from omama_core.selection import exclusive_choices
+
+    contains, areas = two_objects()
+    scores = torch.tensor([[0.9, 0.5, 0.2, 0.1],    # the cup's query
+                           [0.8, 0.6, 0.7, 0.3],    # a hidden twin: wants the cup too, bowl second
+                           [0.1, 0.75, 0.2, 0.6]])  # wants cup + saucer, which holds the cup
+    chosen = choose_candidates(scores)
+    answers, best_left = exclusive_choices(scores, chosen, contains, areas)
+    assert answers.tolist() == [0, 2, 3]  # the twin falls back to the bowl; the third to what is not nested
+    assert torch.allclose(best_left, torch.tensor([0.9, 0.7, 0.6]))
+    assert choose_candidates(scores).tolist() == [0, 0, 1]  # without it, two queries share the cup
+
+
+def test_exclusive_choices_leave_inactive_queries_and_report_when_nothing_is_left():
+    from omama_core.selection import exclusive_choices
+
+    contains, areas = two_objects()
+    contains[3, :] = True  # the table patch now holds everything
+    scores = torch.tensor([[0.2, 0.1, 0.1, 0.9], [0.3, 0.2, 0.1, 0.8], [0.9, 0.1, 0.1, 0.1]])
+    chosen = choose_candidates(scores)
+    answers, best_left = exclusive_choices(scores, chosen, contains, areas,
+                                           active=torch.tensor([True, True, False]))
+    assert answers[0] == 3 and best_left[0] == 0.9
+    assert best_left[1] == -1.0  # everything is nested with the first answer
+    assert answers[2] == chosen[2]  # inactive: untouched
