@@ -185,8 +185,11 @@ class Matcher:
         chosen = self._choose(scores, proposals)
         answers = chosen
         if self.config.exclusive_matches and (~empty).sum() > 1:
-            answers, best_left = self._exclusive(scores, chosen, proposals, ~empty)
-            if self.head is None or self.head.visibility is None:
+            score_visibility = self.head is None or self.head.visibility is None
+            # with a score-based visibility, a query that will be called not visible takes nothing
+            answers, best_left = self._exclusive(scores, chosen, proposals, ~empty,
+                                                 self.visibility_threshold if score_visibility else -1.0)
+            if score_visibility:
                 visibility = best_left  # the best score left after the better queries took theirs
         clock.lap("head")
 
@@ -210,13 +213,13 @@ class Matcher:
                                             f"{self.visibility_threshold:.3f}"))
         return results
 
-    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, proposals: Proposals, active: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, proposals: Proposals, active: np.ndarray,
+                   keep_above: float) -> tuple[np.ndarray, np.ndarray]:
         """selection.exclusive_choices on numpy: answers (K,) and the best score left to each (K,)."""
         answers, best_left = exclusive_choices(
             torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)),
             torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()),
-            self.config.whole_object_margin, torch.from_numpy(active))
+            self.config.whole_object_margin, torch.from_numpy(active), keep_above)
         return answers.numpy(), best_left.numpy()
 
     def _choose(self, scores: np.ndarray, proposals: Proposals) -> np.ndarray:

@@ -36,7 +36,8 @@ def choose_candidates(scores: torch.Tensor, contains: torch.Tensor | None = None
 
 
 def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torch.Tensor, areas: torch.Tensor,
-                      margin: float = 0.0, active: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      margin: float = 0.0, active: torch.Tensor | None = None, keep_above: float = -1.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """One object, one mask. scores (K, N), chosen (K,) from choose_candidates, contains
     (N, N) bool, areas (N,), active (K,) bool (False: left out, e.g. empty queries) ->
     answers (K,) int64 and the best score left to each query (K,), -1 where no candidate is
@@ -44,7 +45,8 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
 
     Queries keep their choice in the order of its score; a later query whose choice is the
     same as or nested with a kept answer chooses again (choose_candidates, same margin) among
-    the candidates nested with none of them."""
+    the candidates nested with none of them. A query whose best score left is below
+    `keep_above` (the visibility threshold: it will be called not visible) takes nothing."""
     k = len(scores)
     active = torch.ones(k, dtype=torch.bool) if active is None else active
     nested = contains | contains.T
@@ -56,6 +58,6 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
         left = scores[query].masked_fill(taken, -1.0)
         answers[query] = int(choose_candidates(left[None], contains[None], areas[None], margin)[0])
         best_left[query] = left.max()
-        if best_left[query] > -1.0:
+        if best_left[query] > -1.0 and best_left[query] >= keep_above:
             taken |= nested[answers[query]]
     return answers, best_left

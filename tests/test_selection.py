@@ -100,3 +100,16 @@ def test_exclusive_choices_leave_inactive_queries_and_report_when_nothing_is_lef
     assert answers[0] == 3 and best_left[0] == 0.9
     assert best_left[1] == -1.0  # everything is nested with the first answer
     assert answers[2] == chosen[2]  # inactive: untouched
+
+
+def test_a_query_below_the_threshold_takes_nothing():
+    from omama_core.selection import exclusive_choices
+
+    contains, areas = two_objects()
+    scores = torch.tensor([[0.9, 0.1, 0.2, 0.1],   # keeps the cup
+                           [0.8, 0.1, 0.5, 0.1],   # loses the cup; the bowl (0.5) is below 0.6
+                           [0.1, 0.1, 0.7, 0.1]])  # so the bowl stays free for this one
+    answers, best_left = exclusive_choices(scores, choose_candidates(scores), contains, areas, keep_above=0.6)
+    assert answers.tolist() == [0, 2, 2] and torch.allclose(best_left, torch.tensor([0.9, 0.5, 0.7]))
+    answers, _ = exclusive_choices(scores, choose_candidates(scores), contains, areas)
+    assert answers.tolist() == [0, 2, 3]  # without the threshold the second query blocks the bowl
