@@ -182,12 +182,16 @@ class Matcher:
         candidate_desc = self.descriptors(target_image, target_view, target_pooling, proposals)
         clock.lap("encoder")
         scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
-        chosen = self._choose(scores, proposals)
+        exclusive = self.config.exclusive_matches and (~empty).sum() > 1
+        # the candidates' nesting, computed once for both rules (an N x N pixel product for dense masks)
+        nesting = ((torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()))
+                   if exclusive or self.config.whole_object_margin > 0 else None)
+        chosen = self._choose(scores, nesting)
         answers = chosen
-        if self.config.exclusive_matches and (~empty).sum() > 1:
+        if exclusive:
             score_visibility = self.head is None or self.head.visibility is None
             # with a score-based visibility, a query that will be called not visible takes nothing
-            answers, best_left = self._exclusive(scores, chosen, proposals, ~empty,
+            answers, best_left = self._exclusive(scores, chosen, nesting, ~empty,
                                                  self.visibility_threshold if score_visibility else -1.0)
             if score_visibility:
                 visibility = best_left  # the best score left after the better queries took theirs
@@ -213,24 +217,25 @@ class Matcher:
                                             f"{self.visibility_threshold:.3f}"))
         return results
 
-    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, proposals: Proposals, active: np.ndarray,
-                   keep_above: float) -> tuple[np.ndarray, np.ndarray]:
-        """selection.exclusive_choices on numpy: answers (K,) and the best score left to each (K,)."""
+    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor],
+                   active: np.ndarray, keep_above: float) -> tuple[np.ndarray, np.ndarray]:
+        """selection.exclusive_choices on numpy, with nesting = (contains (N, N), areas (N,)):
+        answers (K,) and the best score left to each (K,)."""
+        contains, areas = nesting
         answers, best_left = exclusive_choices(
-            torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)),
-            torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()),
+            torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)), contains, areas,
             self.config.whole_object_margin, torch.from_numpy(active), keep_above)
         return answers.numpy(), best_left.numpy()
 
-    def _choose(self, scores: np.ndarray, proposals: Proposals) -> np.ndarray:
+    def _choose(self, scores: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
         """(K, N) scores -> (K,) chosen candidates (selection.py; the best score at margin 0)."""
         margin = self.config.whole_object_margin
         if margin <= 0:
             return scores.argmax(1)
         k = len(scores)
-        contains = torch.from_numpy(proposals.containment())[None].expand(k, -1, -1)
-        areas = torch.from_numpy(proposals.areas())[None].expand(k, -1)
-        return choose_candidates(torch.from_numpy(scores), contains, areas, margin).numpy()
+        contains, areas = nesting
+        return choose_candidates(torch.from_numpy(scores), contains[None].expand(k, -1, -1),
+                                 areas[None].expand(k, -1), margin).numpy()
 
     def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
                target_tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
