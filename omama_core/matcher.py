@@ -4,7 +4,8 @@
     results = matcher.match(source_image, source_masks, target_image)
 
 All queries of one call share one backbone pass per image and one proposal pass (compute
-once, query many). The stages are timed per call.
+once, query many); with `reverse_check` the source image gets a proposal pass too. The stages
+are timed per call.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from .encoder import balance_groups, mask_context_descriptors, proposal_descript
 from .errors import ConfigError, DeviceError, InputError
 from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
-from .masks import mask_box
+from .masks import mask_box, resize_nearest
 from .proposals import Proposals, build_proposals
-from .selection import choose_candidates, exclusive_choices
+from .selection import choose_candidates, exclusive_choices, reverse_checked_scores
 
 
 @dataclass
@@ -181,7 +182,19 @@ class Matcher:
         source_desc = self.descriptors(source_image, source_view, source_pooling, masks)
         candidate_desc = self.descriptors(target_image, target_view, target_pooling, proposals)
         clock.lap("encoder")
-        scores, visibility = self._score(source_desc, candidate_desc, source_tokens, target_tokens)
+        regions = region_desc = None
+        if self.config.reverse_check > 0:
+            regions = self.candidates(source_image)
+            region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
+            clock.lap("source_regions")
+        scores, visibility, reverse = self._score(source_desc, candidate_desc, source_tokens, target_tokens,
+                                                  region_desc)
+        if reverse is not None:
+            outside = torch.from_numpy(outside_regions(masks, regions)).to(reverse.device)
+            scores = reverse_checked_scores(scores, reverse, outside, self.config.reverse_check)
+        if visibility is None:  # score-based visibility: the best score, after the reverse check
+            visibility = scores.max(dim=1).values
+        scores, visibility = scores.cpu().numpy(), visibility.cpu().numpy()
         exclusive = self.config.exclusive_matches and (~empty).sum() > 1
         # the candidates' nesting, computed once for both rules (an N x N pixel product for dense masks)
         nesting = ((torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()))
@@ -238,30 +251,56 @@ class Matcher:
                                  areas[None].expand(k, -1), margin).numpy()
 
     def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
-               target_tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(K, 2C), (N, 2C) descriptors -> scores (K, N) and visibility (K,) as numpy.
+               target_tokens: torch.Tensor, region_desc: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(K, 2C) query, (N, 2C) candidate and optional (M, 2C) source-region descriptors ->
+        scores (K, N), learned visibility (K,) or None, and reverse scores (N, M) of the
+        candidates against the source regions (None without regions).
 
-        Visibility is the learned probability when the head has that output; otherwise the
-        best cosine score (the k-NN variant and the published model have no visibility)."""
-        if self.head is None:
-            source = torch.nn.functional.normalize(source_desc, dim=-1)
-            candidates = torch.nn.functional.normalize(candidate_desc, dim=-1)
-            scores = source @ candidates.T
-            return scores.cpu().numpy(), scores.max(dim=1).values.cpu().numpy()
+        The k-NN variant compares normalised descriptors; a head embeds queries (and source
+        regions, which are sources too) and candidates first. Visibility is None unless the
+        head has that output: the caller then takes the best score."""
         with self._autocast():
-            sources = self.head.embed_sources(source_desc[None], target_tokens)[0]  # (K, D)
-            candidates = self.head.embed_candidates(candidate_desc[None], source_tokens)[0]  # (N, D)
+            sources = self._embed_sources(source_desc, target_tokens)  # (K, D)
+            candidates = self._embed_candidates(candidate_desc, source_tokens)  # (N, D)
             scores = (sources @ candidates.T).float()
-            if self.head.visibility is not None:
+            reverse = (None if region_desc is None
+                       else (candidates @ self._embed_sources(region_desc, target_tokens).T).float())
+            visibility = None
+            if self.head is not None and self.head.visibility is not None:
                 visibility = torch.sigmoid(self.head.visibility_logit(sources.float(), scores).float())
-            else:
-                visibility = scores.max(dim=1).values
-        return scores.cpu().numpy(), visibility.cpu().numpy()
+        return scores, visibility, reverse
+
+    def _embed_sources(self, desc: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:
+        """(K, 2C) source-image descriptors -> (K, D), comparable with _embed_candidates."""
+        if self.head is None:
+            return torch.nn.functional.normalize(desc, dim=-1)
+        return self.head.embed_sources(desc[None], target_tokens)[0]
+
+    def _embed_candidates(self, desc: torch.Tensor, source_tokens: torch.Tensor) -> torch.Tensor:
+        """(N, 2C) target-image descriptors -> (N, D)."""
+        if self.head is None:
+            return torch.nn.functional.normalize(desc, dim=-1)
+        return self.head.embed_candidates(desc[None], source_tokens)[0]
 
     @staticmethod
     def _not_visible(height: int, width: int, num_candidates: int, timings: dict, reason: str) -> MatchResult:
         return MatchResult(mask=np.zeros((height, width), bool), score=-1.0, visible=False, visibility=0.0,
                            box=None, candidate=-1, num_candidates=num_candidates, timings=dict(timings), reason=reason)
+
+
+REGION_INSIDE = 0.5  # a source region with at least this share of its area inside a query is part of it
+
+
+def outside_regions(masks: np.ndarray, regions: Proposals) -> np.ndarray:
+    """Query masks (K, H, W) bool and the source image's regions -> (K, M) bool: region m is
+    not part of query k (less than REGION_INSIDE of it lies inside). On a 4-px grid: exact
+    enough for a half-inside test, and cheap for hundreds of regions."""
+    grid_hw = (max(1, masks.shape[1] // 4), max(1, masks.shape[2] // 4))
+    region_grid = regions.resized_masks(grid_hw).reshape(len(regions), -1).astype(np.float32)  # (M, h*w)
+    query_grid = resize_nearest(masks, grid_hw).reshape(len(masks), -1).astype(np.float32)  # (K, h*w)
+    inside = query_grid @ region_grid.T / np.maximum(region_grid.sum(axis=1), 1.0)
+    return inside < REGION_INSIDE
 
 
 class _Clock:

@@ -13,6 +13,12 @@ them never answer with the same or nested candidates (`exclusive_choices`): a qu
 loses its candidate to a better-scoring one chooses again among what is left, and is not
 visible if nothing left scores high enough. A second black disc that is hidden in the target
 then stops claiming the first one's mask.
+
+The reverse check (`reverse_checked_scores`, not published) asks each candidate the question
+backwards: does it match some other region of the source image better than the query? A red
+disc hidden in the exo view otherwise answers with the wearer's red arm; in the ego view that
+arm is a region of its own, and it matches the exo arm better than the disc does. Such a
+candidate loses `weight` times the difference.
 """
 
 from __future__ import annotations
@@ -61,3 +67,13 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
         if best_left[query] > -1.0 and best_left[query] >= keep_above:
             taken |= nested[answers[query]]
     return answers, best_left
+
+
+def reverse_checked_scores(scores: torch.Tensor, reverse: torch.Tensor, outside: torch.Tensor,
+                           weight: float) -> torch.Tensor:
+    """scores (K, N) of K queries against N target candidates, reverse (N, M) of the target
+    candidates against M regions of the source image, outside (K, M) bool (region m is not
+    part of query k) -> (K, N) scores, each lowered by weight x how much better the candidate
+    matches its best region outside the query than the query itself."""
+    best_outside = reverse[None].masked_fill(~outside[:, None, :], float("-inf")).amax(dim=-1)  # (K, N)
+    return scores - weight * (best_outside - scores).clamp(min=0)

@@ -461,3 +461,37 @@ def test_exclusive_matches_never_give_two_queries_the_same_object(two_views):
         assert second.visibility < shared[1].visibility and second.candidate == -1
         assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
     assert exclusive[2].candidate == shared[2].candidate  # the box is nobody else's
+
+
+def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_region():
+    """The red disc is hidden in the exo view, where an orange-red 'arm' (a long ellipse) is in
+    sight; the arm is in the ego view too. Without the reverse check the disc answers with the
+    arm; with it the arm candidate matches the ego arm better than the disc, and loses score."""
+    import cv2
+
+    from tests.conftest import draw_scene
+
+    def with_arm(image, centre, axes):
+        image = image.copy()
+        arm = np.zeros(image.shape[:2], np.uint8)
+        cv2.ellipse(arm, centre, axes, 30, 0, 360, 1, -1)
+        image[arm.astype(bool)] = (215, 95, 40)
+        return image, arm.astype(bool)
+
+    ego, ego_masks = draw_scene(352, 352, 0.14, seed=1)
+    exo, _ = draw_scene(270, 480, 0.08, gain=(1.15, 1.0, 0.85), seed=2, hidden=("red_disc",))
+    ego, ego_arm = with_arm(ego, (300, 300), (60, 20))
+    exo, exo_arm = with_arm(exo, (420, 230), (40, 12))
+    queries = np.stack([ego_masks["red_disc"] & ~ego_arm, ego_masks["blue_box"]])
+    plain = Matcher.from_config("knn", device="cpu").match(ego, queries, exo)
+    checked = Matcher.from_config("knn", device="cpu", overrides={"reverse_check": 1.0}).match(ego, queries, exo)
+    assert (plain[0].candidate_mask & exo_arm).sum() > 0.5 * exo_arm.sum()  # the disc answers with the arm
+    assert checked[0].visibility < plain[0].visibility - 0.1
+    assert "source_regions" in checked[0].timings and "source_regions" not in plain[0].timings
+    assert checked[1].candidate == plain[1].candidate  # the box matches nothing else in the ego view
+    assert abs(checked[1].score - plain[1].score) < 1e-6
+
+
+def test_reverse_check_is_validated():
+    with pytest.raises(ConfigError, match="reverse_check"):
+        Matcher.from_config("knn", device="cpu", overrides={"reverse_check": -1.0})

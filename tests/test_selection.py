@@ -113,3 +113,36 @@ def test_a_query_below_the_threshold_takes_nothing():
     assert answers.tolist() == [0, 2, 2] and torch.allclose(best_left, torch.tensor([0.9, 0.5, 0.7]))
     answers, _ = exclusive_choices(scores, choose_candidates(scores), contains, areas)
     assert answers.tolist() == [0, 2, 3]  # without the threshold the second query blocks the bowl
+
+
+def test_reverse_check_lowers_only_candidates_that_match_another_source_region_better():
+    from omama_core.selection import reverse_checked_scores
+
+    scores = torch.tensor([[0.9, 0.8, 0.3]])  # one query, three target candidates
+    reverse = torch.tensor([[0.5, 0.95],  # candidate 0: no outside region beats the query
+                            [0.95, 0.2],  # candidate 1: region 0 matches it 0.15 better
+                            [0.1, 0.1]])
+    outside = torch.tensor([[True, True]])
+    checked = reverse_checked_scores(scores, reverse, outside, weight=2.0)
+    assert torch.allclose(checked, torch.tensor([[0.9 - 2 * 0.05, 0.8 - 2 * 0.15, 0.3]]))
+    # region 1 is part of the query (not outside): it cannot count against candidate 0
+    checked = reverse_checked_scores(scores, reverse, torch.tensor([[True, False]]), weight=2.0)
+    assert torch.allclose(checked, torch.tensor([[0.9, 0.5, 0.3]]))
+    # no outside region at all, or weight 0: the scores are unchanged
+    assert torch.equal(reverse_checked_scores(scores, reverse, torch.tensor([[False, False]]), 2.0), scores)
+    assert torch.equal(reverse_checked_scores(scores, reverse, outside, 0.0), scores)
+
+
+def test_outside_regions_tell_a_query_s_own_parts_from_the_rest():
+    from omama_core.matcher import outside_regions
+
+    labels = np.full((40, 40), 2)  # 0 = the object's top quarter, 1 = the rest of it, 2 = table
+    labels[8:24, 8:24] = 1
+    labels[8:12, 8:24] = 0
+    members = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 1]], bool)  # top, object, object + table
+    regions = Proposals(np.zeros((3, 4), np.float32), np.ones(3, np.float32), labels=labels, members=members)
+    outside = outside_regions(np.stack([regions.mask(1), regions.mask(0)]), regions)
+    # the object's query owns its top and itself; object + table is mostly table
+    assert outside[0].tolist() == [False, False, True]
+    # a query of the top quarter owns only the top: three quarters of the object lie outside it
+    assert outside[1].tolist() == [False, True, True]
