@@ -185,7 +185,8 @@ class Matcher:
         regions = region_desc = None
         if self.config.reverse_check > 0:
             regions = self.candidates(source_image)
-            region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
+            if len(regions):  # a featureless source image has no regions to check against
+                region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
             clock.lap("source_regions")
         scores, visibility, reverse = self._score(source_desc, candidate_desc, source_tokens, target_tokens,
                                                   region_desc)

@@ -492,6 +492,17 @@ def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_regi
     assert abs(checked[1].score - plain[1].score) < 1e-6
 
 
+def test_reverse_check_without_source_regions_changes_nothing(two_views):
+    """A flat source image has no proposals: the check has nothing to compare with."""
+    _, _, exo, _ = two_views
+    flat = np.full((120, 160, 3), 128, np.uint8)
+    query = np.zeros((120, 160), bool)
+    query[40:80, 60:100] = True
+    plain = Matcher.from_config("knn", device="cpu").match(flat, query, exo)[0]
+    checked = Matcher.from_config("knn", device="cpu", overrides={"reverse_check": 1.0}).match(flat, query, exo)[0]
+    assert checked.candidate == plain.candidate and checked.score == pytest.approx(plain.score)
+
+
 def test_reverse_check_is_validated():
     with pytest.raises(ConfigError, match="reverse_check"):
         Matcher.from_config("knn", device="cpu", overrides={"reverse_check": -1.0})
