@@ -101,6 +101,7 @@ class MatcherConfig:
     context_px: int = 100
     visibility_threshold: float = 0.5
     whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
+    whole_object_part_margin: float | None = None  # None: off; else each part a container adds must score within it (selection.py)
     exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
     reverse_check: float = 0.0  # penalty weight for candidates that match another source region better (not published)
 
@@ -124,6 +125,9 @@ class MatcherConfig:
             raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
         if not 0.0 <= self.whole_object_margin <= 2.0:
             raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
+        if self.whole_object_part_margin is not None and not 0.0 <= self.whole_object_part_margin <= 2.0:
+            raise ConfigError("whole_object_part_margin must be null (off) or in [0, 2] (a cosine difference), "
+                              f"got {self.whole_object_part_margin}")
         if not 0.0 <= self.reverse_check <= 10.0:
             raise ConfigError(f"reverse_check must be in [0, 10] (0: off), got {self.reverse_check}")
         return self

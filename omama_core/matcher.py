@@ -238,7 +238,8 @@ class Matcher:
         contains, areas = nesting
         answers, best_left = exclusive_choices(
             torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)), contains, areas,
-            self.config.whole_object_margin, torch.from_numpy(active), keep_above)
+            self.config.whole_object_margin, torch.from_numpy(active), keep_above,
+            self.config.whole_object_part_margin)
         return answers.numpy(), best_left.numpy()
 
     def _choose(self, scores: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
@@ -249,7 +250,7 @@ class Matcher:
         k = len(scores)
         contains, areas = nesting
         return choose_candidates(torch.from_numpy(scores), contains[None].expand(k, -1, -1),
-                                 areas[None].expand(k, -1), margin).numpy()
+                                 areas[None].expand(k, -1), margin, self.config.whole_object_part_margin).numpy()
 
     def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
                target_tokens: torch.Tensor, region_desc: torch.Tensor | None = None

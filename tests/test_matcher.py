@@ -506,3 +506,8 @@ def test_reverse_check_without_source_regions_changes_nothing(two_views):
 def test_reverse_check_is_validated():
     with pytest.raises(ConfigError, match="reverse_check"):
         Matcher.from_config("knn", device="cpu", overrides={"reverse_check": -1.0})
+
+
+def test_whole_object_part_margin_is_validated():
+    with pytest.raises(ConfigError, match="whole_object_part_margin"):
+        Matcher.from_config("knn", device="cpu", overrides={"whole_object_part_margin": -0.1})

@@ -67,6 +67,55 @@ def test_batched_rows_with_padding():
     assert choose_candidates(scores, contains, areas, 0.05).tolist() == [1, 2]
 
 
+def sphere_with_shadow(with_bottom: bool = True) -> Proposals:
+    """Leaves: 0 = sphere top, 1 = sphere bottom, 2 = its shadow, 3 = table. Candidates: top,
+    (bottom), sphere, shadow, sphere + shadow, everything."""
+    labels = np.full((12, 12), 3)
+    labels[2:4, 3:7] = 0
+    labels[4:6, 3:7] = 1
+    labels[6, 3:7] = 2
+    members = [[1, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+    if not with_bottom:
+        members.pop(1)
+    return Proposals(np.zeros((len(members), 4), np.float32), np.ones(len(members), np.float32),
+                     labels=labels, members=np.array(members, bool))
+
+
+def test_part_check_stops_a_container_whose_added_part_does_not_match():
+    proposals = sphere_with_shadow()
+    contains = torch.from_numpy(proposals.containment())[None]
+    areas = torch.from_numpy(proposals.areas()).float()[None]
+    # top, bottom, sphere, shadow, sphere + shadow, everything: the small shadow hardly lowers
+    # the score of sphere + shadow, so the margin alone takes it
+    scores = torch.tensor([[0.90, 0.84, 0.88, 0.30, 0.87, 0.60]])
+    assert choose_candidates(scores, contains, areas, 0.05).tolist() == [4]
+    # with the part check: the sphere adds the bottom (0.84, within 0.2), sphere + shadow adds
+    # the shadow (0.30), which is not the query
+    assert choose_candidates(scores, contains, areas, 0.05, part_margin=0.2).tolist() == [2]
+    # a part that is no candidate of its own leaves the margin to decide
+    proposals = sphere_with_shadow(with_bottom=False)
+    contains = torch.from_numpy(proposals.containment())[None]
+    areas = torch.from_numpy(proposals.areas()).float()[None]
+    scores = torch.tensor([[0.90, 0.88, 0.30, 0.87, 0.60]])
+    assert choose_candidates(scores, contains, areas, 0.05, part_margin=0.2).tolist() == [1]
+    assert choose_candidates(scores, contains, areas, 0.05, part_margin=0.7).tolist() == [3]
+
+
+def test_part_check_on_batched_rows_with_padding_matches_single_rows():
+    proposals = sphere_with_shadow()
+    n = len(proposals)
+    contains = torch.zeros(2, n + 1, n + 1, dtype=torch.bool)
+    contains[:, :n, :n] = torch.from_numpy(proposals.containment())
+    areas = torch.zeros(2, n + 1)
+    areas[:, :n] = torch.from_numpy(proposals.areas()).float()
+    scores = torch.tensor([[0.90, 0.84, 0.88, 0.30, 0.87, 0.60, -1.0],
+                           [0.20, 0.10, 0.30, 0.95, 0.50, 0.40, -1.0]])  # last column: padding
+    batched = choose_candidates(scores, contains, areas, 0.05, part_margin=0.2).tolist()
+    single = [choose_candidates(scores[b:b + 1, :n], contains[b:b + 1, :n, :n], areas[b:b + 1, :n], 0.05,
+                                part_margin=0.2).item() for b in range(2)]
+    assert batched == single == [2, 3]
+
+
 def two_objects():
     """Candidates 0 = cup, 1 = cup + saucer (contains 0), 2 = bowl, 3 = table patch: (contains, areas)."""
     contains = torch.eye(4, dtype=torch.bool)

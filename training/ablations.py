@@ -71,20 +71,20 @@ def main() -> int:
         base = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs})
         pairs = heldout_pairs(args.heldout_data, direction, base.matcher)
         matcher = load_config(base.matcher)
-        margin = matcher.whole_object_margin  # every row chooses its candidate the same way
+        margin, part_margin = matcher.whole_object_margin, matcher.whole_object_part_margin  # every row chooses alike
         for name, overrides in ROWS:
             key = f"{direction}/{name}"
             if key in results:
                 continue  # resumable: rows already measured are kept
             if overrides is None:
-                metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin)
+                metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin, part_margin)
             else:
                 config = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs,
                                                          **overrides})
                 run = out / f"{direction}_{len([k for k in results if k.startswith(direction)])}"
                 train(config, args.train_data, str(run), device="cpu", progress=False)
                 metrics = validate(MatchingHead.from_checkpoint(str(run / "best.pt")), pairs, 24, torch.device("cpu"),
-                                   whole_object_margin=margin)
+                                   whole_object_margin=margin, part_margin=part_margin)
             results[key] = metrics
             print(f"{key}: {json.dumps(metrics)}", flush=True)
             (out / "ablations.json").write_text(json.dumps(results, indent=2))
@@ -93,7 +93,8 @@ def main() -> int:
             if key not in results:
                 other = load_config(name)
                 results[key] = validate(None, heldout_pairs(args.heldout_data, direction, name), 24, torch.device("cpu"),
-                                        other.visibility_threshold, other.whole_object_margin)
+                                        other.visibility_threshold, other.whole_object_margin,
+                                        other.whole_object_part_margin)
                 print(f"{key}: {json.dumps(results[key])}", flush=True)
                 (out / "ablations.json").write_text(json.dumps(results, indent=2))
     write_table(results, out)

@@ -45,7 +45,8 @@ def learning_rate(step: float, total: float, lr: float, min_lr: float) -> float:
 
 @torch.no_grad()
 def validate(head: MatchingHead | None, pairs: CachedPairs, batch_size: int, device: torch.device,
-             visibility_threshold: float = 0.5, whole_object_margin: float = 0.0) -> dict[str, float]:
+             visibility_threshold: float = 0.5, whole_object_margin: float = 0.0,
+             part_margin: float | None = None) -> dict[str, float]:
     """Top-1 over every proposal, as at inference: mean IoU of the chosen proposal
     (selection.choose_candidates) on the pairs whose object is visible, the oracle (best
     proposal) IoU, and the visibility balanced accuracy (learned output if the head has one,
@@ -58,7 +59,7 @@ def validate(head: MatchingHead | None, pairs: CachedPairs, batch_size: int, dev
         batch = {k: v.to(device) for k, v in batch.items()}
         source = head.embed_sources(batch["source_desc"][:, None], batch["target_tokens"]) if head is not None else None
         scores = proposal_scores(head, batch, source)
-        best = choose_candidates(scores, batch["contains"], batch["areas"], whole_object_margin)
+        best = choose_candidates(scores, batch["contains"], batch["areas"], whole_object_margin, part_margin)
         chosen_iou = batch["proposal_iou"].gather(1, best[:, None])[:, 0]
         visible = batch["visible"]
         ious += chosen_iou[visible].tolist()
@@ -179,7 +180,8 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
                 save(out / "last.pt", with_optimizer=True)
         if main:
             metrics = validate(head, val_pairs, config.optim.batch_size, torch_device,
-                               whole_object_margin=matcher_config.whole_object_margin)
+                               whole_object_margin=matcher_config.whole_object_margin,
+                               part_margin=matcher_config.whole_object_part_margin)
             history.append({"epoch": epoch, "step": step, **metrics})
             log.write({"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()}})
             bar.write(f"epoch {epoch}: val IoU {metrics['iou']:.3f} (oracle {metrics['oracle_iou']:.3f}), "
