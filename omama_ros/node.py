@@ -263,6 +263,24 @@ class OmamaNode(Node):
         self._worker.stop()
 
 
+def spin_until_shutdown(executor) -> None:
+    """executor.spin() until Ctrl-C or an external shutdown.
+
+    rclpy's SIGINT handler shuts the context down from another thread. When that lands while
+    the executor is building its wait set, rclpy raises RCLError ("the given context is not
+    valid") instead of ExternalShutdownException (the race of ros2/rclpy#398). With the context
+    already shut down it is the same shutdown, so it ends the node cleanly; any other error
+    is raised.
+    """
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if executor.context.ok():
+            raise
+
+
 def main(args: list[str] | None = None, matcher_factory: MatcherFactory | None = None) -> int:
     """Console entry point (`omama_ros_node`, `ros2 run omama_ros omama_node`); returns the exit
     code: 0 after a normal shutdown, 1 when the node cannot start."""
@@ -276,9 +294,7 @@ def main(args: list[str] | None = None, matcher_factory: MatcherFactory | None =
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor)
     finally:
         node.close()
         executor.shutdown()

@@ -283,3 +283,31 @@ def test_bad_parameter_value_exits_non_zero(start_node):
     node.process.wait(60)
     assert node.process.returncode not in (0, None)
     assert "sideways" in node.log(), node.log()
+
+
+class _Executor:
+    """Stands in for an rclpy executor whose spin() fails, with a context that is or is not ok."""
+
+    class _Context:
+        def __init__(self, ok: bool):
+            self._ok = ok
+
+        def ok(self) -> bool:
+            return self._ok
+
+    def __init__(self, error: Exception, context_ok: bool):
+        self.error, self.context = error, self._Context(context_ok)
+
+    def spin(self) -> None:
+        raise self.error
+
+
+def test_shutdown_race_ends_the_node_cleanly_and_real_errors_still_raise():
+    from omama_ros.node import spin_until_shutdown
+
+    # the SIGINT handler shut the context down while the executor built its wait set
+    spin_until_shutdown(_Executor(RuntimeError("failed to initialize wait set"), context_ok=False))
+    with pytest.raises(RuntimeError, match="wait set"):
+        spin_until_shutdown(_Executor(RuntimeError("failed to initialize wait set"), context_ok=True))
+    with pytest.raises(ValueError):
+        spin_until_shutdown(_Executor(ValueError("a bug"), context_ok=True))
