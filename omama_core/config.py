@@ -101,7 +101,7 @@ class MatcherConfig:
     context_px: int = 100
     visibility_threshold: float = 0.5
     whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
-    whole_object_part_margin: float | None = None  # None: off; else each part a container adds must score within it (selection.py)
+    whole_object_part_margin: float | None = None  # None: off; else parts a container adds must score within it
     exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
     reverse_check: float = 0.0  # penalty weight for candidates that match another source region better (not published)
 

@@ -77,7 +77,8 @@ def main() -> int:
             if key in results:
                 continue  # resumable: rows already measured are kept
             if overrides is None:
-                metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin, part_margin)
+                metrics = validate(None, pairs, 24, torch.device("cpu"), matcher.visibility_threshold, margin,
+                                   part_margin)
             else:
                 config = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs,
                                                          **overrides})
