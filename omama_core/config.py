@@ -125,9 +125,13 @@ class MatcherConfig:
             raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
         if not 0.0 <= self.whole_object_margin <= 2.0:
             raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
-        if self.whole_object_part_margin is not None and not 0.0 <= self.whole_object_part_margin <= 2.0:
-            raise ConfigError("whole_object_part_margin must be null (off) or in [0, 2] (a cosine difference), "
-                              f"got {self.whole_object_part_margin}")
+        if self.whole_object_part_margin is not None:
+            if not 0.0 <= self.whole_object_part_margin <= 2.0:
+                raise ConfigError("whole_object_part_margin must be null (off) or in [0, 2] (a cosine difference), "
+                                  f"got {self.whole_object_part_margin}")
+            if self.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
+                raise ConfigError("whole_object_part_margin needs whole_object_margin > 0 (it checks the containers "
+                                  "that margin admits); set whole_object_part_margin: null to turn it off")
         if not 0.0 <= self.reverse_check <= 10.0:
             raise ConfigError(f"reverse_check must be in [0, 10] (0: off), got {self.reverse_check}")
         return self

@@ -511,3 +511,6 @@ def test_reverse_check_is_validated():
 def test_whole_object_part_margin_is_validated():
     with pytest.raises(ConfigError, match="whole_object_part_margin"):
         Matcher.from_config("knn", device="cpu", overrides={"whole_object_part_margin": -0.1})
+    with pytest.raises(ConfigError, match="needs whole_object_margin > 0"):
+        Matcher.from_config("knn", device="cpu", overrides={"whole_object_part_margin": 0.25,
+                                                            "whole_object_margin": 0.0})

@@ -17,9 +17,9 @@ its FastSAM masks and DINOv2 features:
 
 Records live in CACHE/<key>/<take>/<camera>/<frame>.npz, where key hashes the settings that
 produce them (backbone and its weights' contents, sizing, proposals, context): changing any
-of them builds a new cache next to the old one instead of silently mixing the two. The proposals themselves, the slow
-part on a CPU, are kept in CACHE/proposals-<key of the proposal settings>/: a new backbone
-or context size reuses them.
+of them builds a new cache next to the old one instead of silently mixing the two. The
+proposals themselves, the slow part on a CPU, are kept in CACHE/proposals-<key of the
+proposal settings>/: a new backbone or context size reuses them.
 """
 
 from __future__ import annotations
