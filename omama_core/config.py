@@ -104,6 +104,9 @@ class MatcherConfig:
     whole_object_part_margin: float | None = None  # None: off; else parts a container adds must score within it
     exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
     reverse_check: float = 0.0  # penalty weight for candidates that match another source region better (not published)
+    layout_weight: float = 0.0  # penalty per image diagonal away from where the call's other queries put the object
+    layout_tolerance: float = 0.05  # ... counted beyond this fraction of the diagonal (the layout's typical error)
+    layout_cap: float = 0.3  # ... and up to this fraction (layout.py; not published)
 
     def validate(self) -> "MatcherConfig":
         if self.direction not in DIRECTIONS:
@@ -134,6 +137,11 @@ class MatcherConfig:
                                   "that margin admits); set whole_object_part_margin: null to turn it off")
         if not 0.0 <= self.reverse_check <= 10.0:
             raise ConfigError(f"reverse_check must be in [0, 10] (0: off), got {self.reverse_check}")
+        if not 0.0 <= self.layout_weight <= 10.0:
+            raise ConfigError(f"layout_weight must be in [0, 10] (0: off), got {self.layout_weight}")
+        if not 0.0 <= self.layout_tolerance < self.layout_cap <= 2.0:
+            raise ConfigError("layout_tolerance and layout_cap are fractions of the image diagonal with 0 <= "
+                              f"layout_tolerance < layout_cap <= 2, got {self.layout_tolerance} and {self.layout_cap}")
         return self
 
     def head_checkpoint(self, direction: str | None = None) -> str | None:

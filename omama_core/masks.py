@@ -49,3 +49,13 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two (H, W) bool masks; 1.0 when both are empty."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def mask_centroids(masks: np.ndarray) -> np.ndarray:
+    """(K, H, W) bool -> (K, 2) float64 centroids (x, y) in pixels; NaN for empty masks."""
+    masks = np.asarray(masks, bool)
+    area = masks.sum(axis=(1, 2)).astype(np.float64)
+    xs = masks.sum(axis=1) @ np.arange(masks.shape[2], dtype=np.float64)  # column sums weighted by x
+    ys = masks.sum(axis=2) @ np.arange(masks.shape[1], dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([xs / area, ys / area], axis=1)

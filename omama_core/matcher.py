@@ -4,8 +4,9 @@
     results = matcher.match(source_image, source_masks, target_image)
 
 All queries of one call share one backbone pass per image and one proposal pass (compute
-once, query many); with `reverse_check` the source image gets a proposal pass too. The stages
-are timed per call.
+once, query many); with `reverse_check` the source image gets a proposal pass too. With
+`layout_weight` and three or more queries, the queries' layout lowers the scores of candidates
+far from where it puts each object (layout.py). The stages are timed per call.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from .encoder import balance_groups, mask_context_descriptors, proposal_descript
 from .errors import ConfigError, DeviceError, InputError
 from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
-from .masks import mask_box, resize_nearest
+from .layout import fit_layout, layout_penalty
+from .masks import mask_box, mask_centroids, resize_nearest
 from .proposals import Proposals, build_proposals
-from .selection import choose_candidates, exclusive_choices, reverse_checked_scores
+from .selection import choose_candidates, exclusive_choices, ranked_choices, reverse_checked_scores
+
+LAYOUT_OPTIONS = 4  # each query's best objects that the layout fit weighs (layout.py)
 
 
 @dataclass
@@ -193,13 +197,19 @@ class Matcher:
         if reverse is not None:
             outside = torch.from_numpy(outside_regions(masks, regions)).to(reverse.device)
             scores = reverse_checked_scores(scores, reverse, outside, self.config.reverse_check)
-        if visibility is None:  # score-based visibility: the best score, after the reverse check
-            visibility = scores.max(dim=1).values
-        scores, visibility = scores.cpu().numpy(), visibility.cpu().numpy()
+        scores = scores.cpu().numpy()
         exclusive = self.config.exclusive_matches and (~empty).sum() > 1
-        # the candidates' nesting, computed once for both rules (an N x N pixel product for dense masks)
+        use_layout = self.config.layout_weight > 0 and (~empty).sum() >= 3
+        # the candidates' nesting, computed once for all rules (an N x N pixel product for dense masks)
         nesting = ((torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()))
-                   if exclusive or self.config.whole_object_margin > 0 else None)
+                   if exclusive or use_layout or self.config.whole_object_margin > 0 else None)
+        if use_layout:
+            scores = scores - self._layout_penalty(scores, masks, ~empty, proposals, nesting, (height, width))
+            clock.lap("layout")
+        if visibility is None:  # score-based visibility: the best score, after the reverse check and the layout
+            visibility = scores.max(axis=1)
+        else:
+            visibility = visibility.cpu().numpy()
         chosen = self._choose(scores, nesting)
         answers = chosen
         if exclusive:
@@ -241,6 +251,26 @@ class Matcher:
             self.config.whole_object_margin, torch.from_numpy(active), keep_above,
             self.config.whole_object_part_margin)
         return answers.numpy(), best_left.numpy()
+
+    def _layout_penalty(self, scores: np.ndarray, masks: np.ndarray, active: np.ndarray, proposals: Proposals,
+                        nesting: tuple[torch.Tensor, torch.Tensor], target_hw: tuple[int, int]) -> np.ndarray:
+        """(K, N) penalty from the layout of the active queries' best objects (layout.py);
+        zeros when no map fits."""
+        config, (contains, areas) = self.config, nesting
+        ranked = [ranked_choices(torch.from_numpy(row), contains, areas, LAYOUT_OPTIONS,
+                                 config.whole_object_margin, config.whole_object_part_margin)
+                  for row in scores[active]]
+        options = torch.stack([candidates for candidates, _ in ranked]).numpy()
+        option_scores = torch.stack([best for _, best in ranked]).numpy()
+        query_centres, candidate_centres = mask_centroids(masks[active]), proposals.centroids()
+        diagonal = float(np.hypot(*target_hw))
+        affine = fit_layout(query_centres, options, option_scores, candidate_centres, diagonal,
+                            config.layout_weight, config.layout_tolerance, config.layout_cap)
+        penalty = np.zeros_like(scores)
+        if affine is not None:
+            penalty[active] = layout_penalty(query_centres, candidate_centres, affine, diagonal,
+                                             config.layout_weight, config.layout_tolerance, config.layout_cap)
+        return penalty
 
     def _choose(self, scores: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
         """(K, N) scores -> (K,) chosen candidates (selection.py; the best score at margin 0)."""

@@ -16,7 +16,7 @@ import torch
 
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
-from .masks import resize_nearest
+from .masks import mask_centroids, resize_nearest
 from .offline import configure_offline
 
 
@@ -74,6 +74,21 @@ class Proposals:
         if self._masks is not None:
             return self._masks.reshape(len(self), -1).sum(1)
         return self.members.astype(np.int64) @ np.bincount(self.labels.ravel(), minlength=self.members.shape[1])
+
+    def centroids(self) -> np.ndarray:
+        """(N, 2) float64 mask centroids (x, y) in pixels."""
+        if self._masks is not None:
+            return mask_centroids(self._masks)
+        height, width = self.labels.shape
+        count = self.members.shape[1]
+        labels = self.labels.ravel()
+        sums = np.stack([np.bincount(labels, weights=np.tile(np.arange(width, dtype=np.float64), height),
+                                     minlength=count),
+                         np.bincount(labels, weights=np.repeat(np.arange(height, dtype=np.float64), width),
+                                     minlength=count),
+                         np.bincount(labels, minlength=count).astype(np.float64)], axis=1)  # (L, 3)
+        totals = self.members.astype(np.float64) @ sums
+        return totals[:, :2] / np.maximum(totals[:, 2:], 1)
 
     def containment(self, cover: float = 0.95) -> np.ndarray:
         """(N, N) bool, [j, k] True when candidate j covers at least `cover` of candidate k's

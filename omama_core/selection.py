@@ -107,6 +107,28 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
     return answers, best_left
 
 
+def ranked_choices(scores: torch.Tensor, contains: torch.Tensor, areas: torch.Tensor, count: int,
+                   margin: float = 0.0, part_margin: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One query's best `count` objects, best first. scores (N,), contains (N, N) bool, areas
+    (N,) -> candidates (count,) int64 and their nests' best scores (count,); -1 and -inf pad.
+
+    Each choice is choose_candidates' answer among the candidates nested with none of the
+    earlier choices, as when better queries have taken those (exclusive_choices)."""
+    nested = contains | contains.T
+    nested.fill_diagonal_(True)
+    candidates = torch.full((count,), -1, dtype=torch.int64)
+    best = torch.full((count,), float("-inf"))
+    taken = torch.zeros_like(scores, dtype=torch.bool)
+    for rank in range(count):
+        if taken.all():
+            break
+        left = scores.masked_fill(taken, float("-inf"))
+        candidates[rank] = int(choose_candidates(left[None], contains[None], areas[None], margin, part_margin)[0])
+        best[rank] = left.max()
+        taken |= nested[candidates[rank]]
+    return candidates, best
+
+
 def reverse_checked_scores(scores: torch.Tensor, reverse: torch.Tensor, outside: torch.Tensor,
                            weight: float) -> torch.Tensor:
     """scores (K, N) of K queries against N target candidates, reverse (N, M) of the target

@@ -15,8 +15,9 @@ OBJECTS = [
 
 
 def draw_scene(height: int, width: int, size: float, gain=(1.0, 1.0, 1.0), seed: int = 0,
-               hidden: tuple[str, ...] = ()):
-    """A table-coloured image with the OBJECTS drawn on it. Returns (image, {name: mask})."""
+               hidden: tuple[str, ...] = (), objects=OBJECTS):
+    """A table-coloured image with the objects (default OBJECTS) drawn on it. Returns
+    (image, {name: mask})."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -24,7 +25,7 @@ def draw_scene(height: int, width: int, size: float, gain=(1.0, 1.0, 1.0), seed:
     image[:] = (150, 138, 118)
     image += rng.normal(0, 4, image.shape)
     masks = {}
-    for name, rgb, kind, (cx, cy) in OBJECTS:
+    for name, rgb, kind, (cx, cy) in objects:
         if name in hidden:
             continue
         canvas = np.zeros((height, width), np.uint8)
