@@ -11,7 +11,7 @@ from omama_core.masks import mask_centroids
 from omama_core.proposals import Proposals
 from omama_core.selection import ranked_choices
 
-from conftest import OBJECTS, draw_scene
+from tests.conftest import OBJECTS, draw_scene
 
 TRUE_MAP = np.array([[1.4, 0.2, 30.0], [-0.1, 1.1, 12.0]])  # target = A @ source + t
 
