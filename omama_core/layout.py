@@ -37,8 +37,7 @@ def _penalty(distances: np.ndarray, weight: float, tolerance: float, cap: float)
 
 def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_scores: np.ndarray,
                candidate_centres: np.ndarray, diagonal: float, weight: float, tolerance: float, cap: float,
-               top: int = 2,
-               max_hypotheses: int = 4096, seed: int = 0) -> np.ndarray | None:
+               top: int = 2, max_hypotheses: int = 4096, seed: int = 0) -> np.ndarray | None:
     """Fit the affine map from source to target image that the queries' best objects agree on.
 
     Args:
@@ -46,7 +45,8 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
         option_candidates: (K, M) int, each query's best objects as candidate indices, best
             first (`selection.ranked_choices`); -1 pads.
         option_scores: (K, M) float, their scores.
-        candidate_centres: (N, 2) candidate centroids (x, y) in target pixels.
+        candidate_centres: (N, 2) candidate centroids (x, y) in target pixels; NaN (an empty
+            mask) rules a candidate out, as a NaN query centre rules out a query.
         diagonal: the target image's diagonal in pixels (distances are measured in it).
         weight, tolerance, cap: the penalty, as in `layout_penalty`.
         top: how many of each query's best objects a hypothesis may pair it with.
@@ -55,13 +55,13 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
         (2, 3) float64 affine map [A | t] (target = A @ source + t), or None when fewer than
         three queries have options or all their triples are collinear.
     """
-    usable = np.flatnonzero(option_candidates[:, 0] >= 0)
+    option_centres = candidate_centres[np.maximum(option_candidates, 0)]  # (K, M, 2)
+    valid = (option_candidates >= 0) & np.isfinite(option_centres).all(-1)
+    usable = np.flatnonzero(valid.any(1) & np.isfinite(query_centres).all(1))
     if len(usable) < 3:
         return None
-    centres, options = query_centres[usable], option_candidates[usable]
-    option_scores = option_scores[usable]
-    valid = options >= 0
-    option_centres = candidate_centres[np.where(valid, options, 0)]  # (K, M, 2)
+    centres, options, option_scores = query_centres[usable], option_candidates[usable], option_scores[usable]
+    valid, option_centres = valid[usable], np.nan_to_num(option_centres[usable])
 
     triples = np.array(list(itertools.combinations(range(len(usable)), 3)))
     pairings = np.array(list(itertools.product(range(min(top, options.shape[1])), repeat=3)))
@@ -73,7 +73,8 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
         queries, picks = queries[sample], picks[sample]
     source = np.concatenate([centres[queries], np.ones((len(queries), 3, 1))], axis=2)  # (H, 3, 3)
     target = option_centres[queries, picks]  # (H, 3, 2)
-    # three nearly collinear query centres fix no map
+    # three nearly collinear query centres (twice their triangle's area under 0.1% of the
+    # squared diagonal) fix no map
     proper = np.abs(np.linalg.det(source)) > 1e-3 * diagonal ** 2
     if not proper.any():
         return None
@@ -84,7 +85,7 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
     values = np.where(valid[None], values, -np.inf)
     best = int(values.max(axis=2).sum(axis=1).argmax())
     picked = values[best].argmax(axis=1)
-    explained = distances[best, np.arange(len(usable)), picked] < cap / 2
+    explained = (distances[best, np.arange(len(usable)), picked] < cap / 2) & valid[np.arange(len(usable)), picked]
     if explained.sum() < 3:
         return affines[best]
     design = np.concatenate([centres[explained], np.ones((int(explained.sum()), 1))], axis=1)

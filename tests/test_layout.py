@@ -61,6 +61,17 @@ def test_fit_recovers_the_map_that_the_queries_agree_on_despite_a_twin():
     assert penalised[0, 0] == pytest.approx(0.88)
 
 
+def test_an_empty_candidate_or_query_is_ruled_out_of_the_fit():
+    """A NaN centre (an empty mask) must neither win a hypothesis nor poison the sums."""
+    queries, candidates, options, option_scores = objects_and_twin()
+    candidates[0] = np.nan  # query 0's own object has an empty mask: only the twin is left to it
+    queries = np.concatenate([queries, [[np.nan, np.nan]]])
+    options = np.concatenate([options, [[0, -1]]])
+    option_scores = np.concatenate([option_scores, [[0.99, -np.inf]]])
+    affine = fit_layout(queries, options, option_scores, candidates, 800.0, 0.5, 0.05, 0.3)
+    np.testing.assert_allclose(affine, TRUE_MAP, atol=1e-6)
+
+
 def test_penalty_is_zero_within_the_tolerance_and_capped():
     affine = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     candidates = np.array([[0.0, 0.0], [30.0, 0.0], [60.0, 0.0], [500.0, 0.0]])
