@@ -76,7 +76,7 @@ class Proposals:
         return self.members.astype(np.int64) @ np.bincount(self.labels.ravel(), minlength=self.members.shape[1])
 
     def centroids(self) -> np.ndarray:
-        """(N, 2) float64 mask centroids (x, y) in pixels."""
+        """(N, 2) float64 mask centroids (x, y) in pixels; NaN for empty masks."""
         if self._masks is not None:
             return mask_centroids(self._masks)
         height, width = self.labels.shape
@@ -88,7 +88,8 @@ class Proposals:
                                      minlength=count),
                          np.bincount(labels, minlength=count).astype(np.float64)], axis=1)  # (L, 3)
         totals = self.members.astype(np.float64) @ sums
-        return totals[:, :2] / np.maximum(totals[:, 2:], 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return totals[:, :2] / totals[:, 2:]
 
     def containment(self, cover: float = 0.95) -> np.ndarray:
         """(N, N) bool, [j, k] True when candidate j covers at least `cover` of candidate k's

@@ -32,12 +32,13 @@ def test_centroids_of_a_hierarchy_equal_those_of_its_dense_masks():
     labels = np.zeros((12, 16), np.int64)
     labels[2:6, 3:9] = 1
     labels[7:11, 10:15] = 2
-    members = np.array([[0, 1, 0], [0, 1, 1], [1, 1, 1]], bool)
-    sparse = Proposals(np.zeros((3, 4), np.float32), np.ones(3, np.float32), labels=labels, members=members)
+    members = np.array([[0, 1, 0], [0, 1, 1], [1, 1, 1], [0, 0, 0]], bool)  # the last one is empty
+    sparse = Proposals(np.zeros((4, 4), np.float32), np.ones(4, np.float32), labels=labels, members=members)
     dense = Proposals(sparse.boxes, sparse.scores, masks=sparse.masks)
     np.testing.assert_allclose(sparse.centroids(), mask_centroids(sparse.masks))
     np.testing.assert_allclose(dense.centroids(), sparse.centroids())
     np.testing.assert_allclose(sparse.centroids()[0], [5.5, 3.5])
+    assert np.isnan(sparse.centroids()[3]).all()  # NaN, which the layout fit rules out
 
 
 def objects_and_twin():
