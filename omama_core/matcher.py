@@ -257,14 +257,11 @@ class Matcher:
         """(K, N) penalty from the layout of the active queries' best objects (layout.py);
         zeros when no map fits."""
         config, (contains, areas) = self.config, nesting
-        ranked = [ranked_choices(torch.from_numpy(row), contains, areas, LAYOUT_OPTIONS,
-                                 config.whole_object_margin, config.whole_object_part_margin)
-                  for row in scores[active]]
-        options = torch.stack([candidates for candidates, _ in ranked]).numpy()
-        option_scores = torch.stack([best for _, best in ranked]).numpy()
+        options, option_scores = ranked_choices(torch.from_numpy(scores[active]), contains, areas, LAYOUT_OPTIONS,
+                                                config.whole_object_margin, config.whole_object_part_margin)
         query_centres, candidate_centres = mask_centroids(masks[active]), proposals.centroids()
         diagonal = float(np.hypot(*target_hw))
-        affine = fit_layout(query_centres, options, option_scores, candidate_centres, diagonal,
+        affine = fit_layout(query_centres, options.numpy(), option_scores.numpy(), candidate_centres, diagonal,
                             config.layout_weight, config.layout_tolerance, config.layout_cap)
         penalty = np.zeros_like(scores)
         if affine is not None:

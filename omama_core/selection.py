@@ -79,6 +79,14 @@ def grow_with_parts(scores: torch.Tensor, contains: torch.Tensor, areas: torch.T
     return chosen
 
 
+def nested_pairs(contains: torch.Tensor) -> torch.Tensor:
+    """(N, N) containment -> (N, N) bool, True where either candidate contains the other
+    (and on the diagonal): the pairs that cannot answer two different objects."""
+    nested = contains | contains.T
+    nested.fill_diagonal_(True)
+    return nested
+
+
 def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torch.Tensor, areas: torch.Tensor,
                       margin: float = 0.0, active: torch.Tensor | None = None, keep_above: float = -1.0,
                       part_margin: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,8 +101,7 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
     `keep_above` (the visibility threshold: it will be called not visible) takes nothing."""
     k = len(scores)
     active = torch.ones(k, dtype=torch.bool) if active is None else active
-    nested = contains | contains.T
-    nested.fill_diagonal_(True)
+    nested = nested_pairs(contains)
     answers, best_left = chosen.clone(), scores.max(1).values.clone()
     taken = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
     order = torch.argsort(scores.gather(1, chosen[:, None])[:, 0].masked_fill(~active, float("-inf")), descending=True)
@@ -109,23 +116,25 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
 
 def ranked_choices(scores: torch.Tensor, contains: torch.Tensor, areas: torch.Tensor, count: int,
                    margin: float = 0.0, part_margin: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One query's best `count` objects, best first. scores (N,), contains (N, N) bool, areas
-    (N,) -> candidates (count,) int64 and their nests' best scores (count,); -1 and -inf pad.
+    """Each query's best `count` objects, best first. scores (K, N), contains (N, N) bool,
+    areas (N,) -> candidates (K, count) int64 and their nests' best scores (K, count); -1
+    and -inf pad.
 
     Each choice is choose_candidates' answer among the candidates nested with none of the
-    earlier choices, as when better queries have taken those (exclusive_choices)."""
-    nested = contains | contains.T
-    nested.fill_diagonal_(True)
-    candidates = torch.full((count,), -1, dtype=torch.int64)
-    best = torch.full((count,), float("-inf"))
-    taken = torch.zeros_like(scores, dtype=torch.bool)
-    for rank in range(count):
-        if taken.all():
-            break
-        left = scores.masked_fill(taken, float("-inf"))
-        candidates[rank] = int(choose_candidates(left[None], contains[None], areas[None], margin, part_margin)[0])
-        best[rank] = left.max()
-        taken |= nested[candidates[rank]]
+    query's earlier choices, as when better queries have taken those (exclusive_choices)."""
+    nested = nested_pairs(contains)
+    candidates = torch.full((len(scores), count), -1, dtype=torch.int64)
+    best = torch.full((len(scores), count), float("-inf"))
+    for query, row in enumerate(scores):
+        taken = torch.zeros_like(row, dtype=torch.bool)
+        for rank in range(count):
+            if taken.all():
+                break
+            left = row.masked_fill(taken, float("-inf"))
+            candidates[query, rank] = int(choose_candidates(left[None], contains[None], areas[None], margin,
+                                                            part_margin)[0])
+            best[query, rank] = left.max()
+            taken |= nested[candidates[query, rank]]
     return candidates, best
 
 

@@ -93,9 +93,12 @@ def test_ranked_choices_skip_everything_nested_with_earlier_choices():
     contains = torch.eye(4, dtype=torch.bool)
     contains[1, 0] = True  # 1 = cup + saucer holds 0 = cup; 2 = bowl; 3 = table
     areas = torch.tensor([10.0, 30.0, 12.0, 50.0])
-    candidates, best = ranked_choices(torch.tensor([0.9, 0.85, 0.7, 0.2]), contains, areas, 4, margin=0.1)
-    assert candidates.tolist() == [1, 2, 3, -1]  # the whole cup (margin), then the bowl, then the table
-    assert best[:3].tolist() == pytest.approx([0.9, 0.7, 0.2]) and best[3] == float("-inf")
+    candidates, best = ranked_choices(torch.tensor([[0.9, 0.85, 0.7, 0.2], [0.1, 0.2, 0.3, 0.8]]), contains, areas,
+                                      4, margin=0.1)
+    assert candidates[0].tolist() == [1, 2, 3, -1]  # the whole cup (margin), then the bowl, then the table
+    assert best[0, :3].tolist() == pytest.approx([0.9, 0.7, 0.2]) and best[0, 3] == float("-inf")
+    assert candidates[1].tolist() == [3, 2, 1, -1]  # each query ranks on its own: the table first
+    assert best[1, :3].tolist() == pytest.approx([0.8, 0.3, 0.2])
 
 
 TWIN = ("red_disc_2", (205, 45, 40), "circle", (0.82, 0.22))
