@@ -15,8 +15,29 @@ from typing import Any
 
 import yaml
 
-from ..config import DIRECTIONS, build_dataclass, set_dotted
+from ..config import DIRECTIONS, build_dataclass, check_ranges, set_dotted
 from ..errors import ConfigError
+
+
+# Numeric ranges validate() checks: (dotted key, low, high, low included, high included); None: unbounded.
+TRAIN_RANGES = (
+    ("data.train_fraction", 0.0, 1.0, False, True),
+    ("data.val_fraction", 0.0, 1.0, False, True),
+    ("head.hidden_dim", 1, None, True, True),
+    ("head.num_heads", 1, None, True, True),
+    ("loss.temperature", 0.0, None, False, True),
+    ("loss.num_candidates", 2, None, True, True),  # the positive and at least one negative
+    ("loss.adjacency_order", 1, None, True, True),
+    ("loss.visibility_weight", 0.0, None, True, True),
+    ("optim.lr", 0.0, None, False, True),
+    ("optim.min_lr", 0.0, None, True, True),
+    ("optim.weight_decay", 0.0, None, True, True),
+    ("optim.epochs", 1, None, True, True),
+    ("optim.batch_size", 1, None, True, True),
+    ("checkpoint_every", 1, None, True, True),
+    ("log_every", 1, None, True, True),
+    ("num_workers", 0, None, True, True),
+)
 
 
 @dataclass
@@ -86,13 +107,7 @@ class TrainConfig:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.loss.negatives not in ("adjacent", "random"):
             raise ConfigError(f"loss.negatives must be 'adjacent' or 'random', got {self.loss.negatives!r}")
-        if self.loss.num_candidates < 2:
-            raise ConfigError("loss.num_candidates must be at least 2 (the positive and one negative)")
-        for name, value in (("data.train_fraction", self.data.train_fraction), ("data.val_fraction", self.data.val_fraction)):
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        if self.optim.batch_size < 1 or self.optim.epochs < 1 or self.checkpoint_every < 1:
-            raise ConfigError("optim.batch_size, optim.epochs and checkpoint_every must be at least 1")
+        check_ranges(self, TRAIN_RANGES)
         return self
 
     def to_dict(self) -> dict[str, Any]:
