@@ -3,7 +3,8 @@ the package (omama_core/configs/NAME.yaml).
 
 Relative paths in a YAML file are resolved against the file's folder, so a config and its
 weights can travel together; paths given as overrides are relative to the working folder.
-Unknown keys are an error (a typo must not silently fall back to a default).
+Unknown keys are an error (a typo must not silently fall back to a default), and every value
+is checked against its field's type annotation and, in validate(), its range.
 """
 
 from __future__ import annotations
