@@ -38,6 +38,7 @@ from ..backbone import build_backbone
 from ..config import MatcherConfig
 from ..encoder import pooling_grid_size
 from ..errors import DatasetError, OmamaError
+from ..files import atomic_write
 from ..masks import boxes_from_masks
 from ..matcher import Matcher
 from ..proposals import Proposals, build_proposals
@@ -65,9 +66,7 @@ def save_proposals(path: Path, proposals: Proposals) -> None:
     else:
         arrays.update(packed_masks=np.packbits(proposals.masks.reshape(len(proposals), -1), axis=1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez_compressed(temporary, **arrays)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: np.savez_compressed(temporary, **arrays))
 
 
 def load_proposals(path: Path) -> Proposals:
@@ -185,9 +184,7 @@ def _build_one(task) -> str | None:
         return f"skipped {take}/{camera}/{frame}: {error}"
     path = cache.path(take, camera, frame)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **record)
-    os.replace(temporary, path)  # a killed build never leaves half a record
+    atomic_write(path, lambda temporary: np.savez(temporary, **record))  # a killed build never leaves half a record
     return None
 
 
