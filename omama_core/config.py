@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
+from .directions import DIRECTIONS
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-DIRECTIONS = ("ego2exo", "exo2ego")
 BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
 PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from ..config import DIRECTIONS, build_dataclass, check_ranges, set_dotted
+from ..config import build_dataclass, check_ranges, set_dotted
+from ..directions import DIRECTIONS
 from ..errors import ConfigError
 
 
