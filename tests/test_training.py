@@ -184,6 +184,7 @@ def test_train_writes_checkpoints_logs_and_a_usable_model(tiny_data, tmp_path):
     assert out.mask.shape == sample.target_image.shape[:2] and 0.0 <= out.visibility <= 1.0
 
 
+@pytest.mark.slow  # a training subprocess killed with SIGKILL, then resumed
 def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data, tmp_path):
     root, matcher_yaml = tiny_data
     run = tmp_path / "run"
@@ -231,6 +232,7 @@ def test_bad_training_config_values():
         load_train_config(None, {"optim.learning_rate": 1e-3})
 
 
+@pytest.mark.slow  # torchrun: two DDP processes
 def test_torchrun_two_processes_learn_like_one(tiny_data, tmp_path):
     """Same global batch, same data order: two gloo processes must end with the weights of one."""
     root, matcher_yaml = tiny_data
