@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -112,6 +112,7 @@ class MatcherConfig:
     layout_cap: float = 0.3  # ... and up to this fraction (layout.py; not published)
 
     def validate(self) -> "MatcherConfig":
+        check_types(self)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.backbone.kind not in BACKBONE_KINDS:
@@ -283,37 +284,58 @@ def _plural(expected: Any) -> str:
     return names.get(expected, _describe(expected))
 
 
-# Numeric ranges validate() checks: (dotted key, low, high, low included, high included); None: unbounded.
+class Range(NamedTuple):
+    """A numeric range that validate() checks: low <= value <= high, None unbounded, open_low /
+    open_high making that bound strict."""
+
+    key: str  # dotted, e.g. "proposals.conf"
+    low: float | None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+
 MATCHER_RANGES = (
-    ("sizing.ego_max_side", 1, None, True, True),
-    ("sizing.exo_max_side", 1, None, True, True),
-    ("proposals.imgsz", 1, None, True, True),
-    ("proposals.conf", 0.0, 1.0, True, True),
-    ("proposals.iou", 0.0, 1.0, True, True),
-    ("proposals.max_masks", 1, None, True, True),  # zero candidates could never answer a query
-    ("proposals.min_area_frac", 0.0, 1.0, True, False),
-    ("proposals.max_area_frac", 0.0, 1.0, False, True),
-    ("proposals.segment_scale", 0.0, None, False, True),
-    ("proposals.max_side", 1, None, True, True),
-    ("context_px", 0, None, True, True),
-    ("visibility_threshold", -1.0, 1.0, True, True),  # a cosine score or a probability
+    Range("sizing.ego_max_side", 1),
+    Range("sizing.exo_max_side", 1),
+    Range("proposals.imgsz", 1),
+    Range("proposals.conf", 0.0, 1.0),
+    Range("proposals.iou", 0.0, 1.0),
+    Range("proposals.max_masks", 1),  # zero candidates could never answer a query
+    Range("proposals.min_area_frac", 0.0, 1.0, open_high=True),
+    Range("proposals.max_area_frac", 0.0, 1.0, open_low=True),
+    Range("proposals.segment_scale", 0.0, open_low=True),
+    Range("proposals.max_side", 1),
+    Range("context_px", 0),
+    Range("visibility_threshold", -1.0, 1.0),  # a cosine score or a probability
 )
 
 
-def check_ranges(config: Any, ranges: tuple) -> None:
+def check_types(config: Any, prefix: str = "") -> None:
+    """check_type every field of a dataclass built in Python rather than by build_dataclass."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(hints[item.name]):
+            check_types(value, f"{prefix}{item.name}.")
+        else:
+            check_type(value, hints[item.name], prefix + item.name)
+
+
+def check_ranges(config: Any, ranges: tuple[Range, ...]) -> None:
     """Raise ConfigError naming the first value of `config` (a dataclass) outside its range."""
-    for key, low, high, low_included, high_included in ranges:
+    for key, low, high, open_low, open_high in ranges:
         value = config
         for part in key.split("."):
             value = getattr(value, part)
-        below = low is not None and (value < low if low_included else value <= low)
-        above = high is not None and (value > high if high_included else value >= high)
+        below = low is not None and (value <= low if open_low else value < low)
+        above = high is not None and (value >= high if open_high else value > high)
         if not (below or above):
             continue
         if high is None:
-            wanted = f"at least {low}" if low_included else f"above {low}"
+            wanted = f"above {low}" if open_low else f"at least {low}"
         else:
-            wanted = f"in {'[' if low_included else '('}{low}, {high}{']' if high_included else ')'}"
+            wanted = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
         raise ConfigError(f"{key} must be {wanted}, got {value!r}")
 
 

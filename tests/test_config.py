@@ -325,3 +325,14 @@ def test_the_training_config_builds_nested_sections_from_their_annotations():
 
     config = load_train_config(None, {"loss.temperature": 0.1, "optim.epochs": 5})
     assert isinstance(config.loss, LossConfig) and config.loss.temperature == 0.1 and config.optim.epochs == 5
+
+
+def test_validate_checks_the_types_of_a_config_built_in_python():
+    config = MatcherConfig()
+    config.exclusive_matches = "no"
+    with pytest.raises(ConfigError, match="exclusive_matches must be true or false"):
+        config.validate()
+    config = MatcherConfig()
+    config.proposals.max_masks = "100"
+    with pytest.raises(ConfigError, match="proposals.max_masks must be an integer"):
+        config.validate()

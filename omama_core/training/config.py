@@ -15,29 +15,28 @@ from typing import Any
 
 import yaml
 
-from ..config import build_dataclass, check_ranges, set_dotted
+from ..config import Range, build_dataclass, check_ranges, check_types, set_dotted
 from ..directions import DIRECTIONS
 from ..errors import ConfigError
 
 
-# Numeric ranges validate() checks: (dotted key, low, high, low included, high included); None: unbounded.
 TRAIN_RANGES = (
-    ("data.train_fraction", 0.0, 1.0, False, True),
-    ("data.val_fraction", 0.0, 1.0, False, True),
-    ("head.hidden_dim", 1, None, True, True),
-    ("head.num_heads", 1, None, True, True),
-    ("loss.temperature", 0.0, None, False, True),
-    ("loss.num_candidates", 2, None, True, True),  # the positive and at least one negative
-    ("loss.adjacency_order", 1, None, True, True),
-    ("loss.visibility_weight", 0.0, None, True, True),
-    ("optim.lr", 0.0, None, False, True),
-    ("optim.min_lr", 0.0, None, True, True),
-    ("optim.weight_decay", 0.0, None, True, True),
-    ("optim.epochs", 1, None, True, True),
-    ("optim.batch_size", 1, None, True, True),
-    ("checkpoint_every", 1, None, True, True),
-    ("log_every", 1, None, True, True),
-    ("num_workers", 0, None, True, True),
+    Range("data.train_fraction", 0.0, 1.0, open_low=True),
+    Range("data.val_fraction", 0.0, 1.0, open_low=True),
+    Range("head.hidden_dim", 1),
+    Range("head.num_heads", 1),
+    Range("loss.temperature", 0.0, open_low=True),
+    Range("loss.num_candidates", 2),  # the positive and at least one negative
+    Range("loss.adjacency_order", 1),
+    Range("loss.visibility_weight", 0.0),
+    Range("optim.lr", 0.0, open_low=True),
+    Range("optim.min_lr", 0.0),
+    Range("optim.weight_decay", 0.0),
+    Range("optim.epochs", 1),
+    Range("optim.batch_size", 1),
+    Range("checkpoint_every", 1),
+    Range("log_every", 1),
+    Range("num_workers", 0),
 )
 
 
@@ -104,6 +103,7 @@ class TrainConfig:
     num_workers: int = 2  # processes that build the feature cache on the CPU
 
     def validate(self) -> "TrainConfig":
+        check_types(self)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.loss.negatives not in ("adjacent", "random"):
