@@ -1,6 +1,8 @@
 # The two commands a user needs (see README):  make demo   and   make test
 # Both create or reuse the project-local virtual environment .venv and install what they
 # need from the package registries. PYTHON must be CPython 3.11 for the ROS 2 wheels.
+# make test runs every test (CI too: .ci/run); make test ARGS='-m "not slow"' is the quick run that
+# skips the tests marked slow (torchrun, SIGKILL resume, cmake builds, the soak, training runs).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -3,23 +3,26 @@ the package (omama_core/configs/NAME.yaml).
 
 Relative paths in a YAML file are resolved against the file's folder, so a config and its
 weights can travel together; paths given as overrides are relative to the working folder.
-Unknown keys are an error (a typo must not silently fall back to a default).
+Unknown keys are an error (a typo must not silently fall back to a default), and every value
+is checked against its field's type annotation and, in validate(), its range.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from .directions import DIRECTIONS
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-DIRECTIONS = ("ego2exo", "exo2ego")
 BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
 PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 
@@ -109,6 +112,7 @@ class MatcherConfig:
     layout_cap: float = 0.3  # ... and up to this fraction (layout.py; not published)
 
     def validate(self) -> "MatcherConfig":
+        check_types(self)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.backbone.kind not in BACKBONE_KINDS:
@@ -124,8 +128,10 @@ class MatcherConfig:
             raise ConfigError(f"head.kind must be 'knn', 'official' or 'trained', got {self.head.kind!r}")
         if self.head.kind != "knn" and not self.head.checkpoint:
             raise ConfigError(f"head.kind {self.head.kind!r} needs head.checkpoint (a path)")
-        if self.context_px < 0:
-            raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
+        check_ranges(self, MATCHER_RANGES)
+        if self.proposals.min_area_frac >= self.proposals.max_area_frac:
+            raise ConfigError("proposals.min_area_frac must be below proposals.max_area_frac, got "
+                              f"{self.proposals.min_area_frac} and {self.proposals.max_area_frac}")
         if not 0.0 <= self.whole_object_margin <= 2.0:
             raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
         if self.whole_object_part_margin is not None:
@@ -197,20 +203,140 @@ def config_from_dict(data: dict[str, Any]) -> MatcherConfig:
 
 
 def build_dataclass(cls, data: dict[str, Any], prefix: str):
+    """Build dataclass `cls` from a nested dict, checking every value against the field's
+    annotation (nested dataclasses recurse; see check_type). `prefix` is the dotted path of
+    this section ("" at the root, "proposals." below), used in error messages."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config keys {[prefix + k for k in unknown]}; "
                           f"known in this section: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)  # the annotations as types (they are strings under `from __future__`)
     kwargs = {}
     for key, value in data.items():
-        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            value = build_dataclass(type(default), value, f"{prefix}{key}.")
-        kwargs[key] = value
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = build_dataclass(hints[key], value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = check_type(value, hints[key], prefix + key)
     return cls(**kwargs)
+
+
+def check_type(value: Any, expected: Any, key: str) -> Any:
+    """Return `value` if it fits the annotation `expected`, else raise ConfigError naming the
+    key, the value and the expected type.
+
+    Handles bool, int, float, str, None, unions (`X | None`, `str | dict[str, str]`), dict[K, V]
+    and list[X]. An int is a valid float (YAML reads `50` as an int) and is kept as it is, so
+    that a config's dict, and the cache keys hashed from it, do not change; a bool is neither
+    an int nor a float (YAML reads `yes`/`no`/`on`/`off` as bools)."""
+    if not _fits(value, expected):
+        raise ConfigError(f"{key} must be {_describe(expected)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _fits(value: Any, expected: Any) -> bool:
+    if expected is Any:
+        return True
+    if expected is None or expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is dict:
+        key_type, value_type = args or (Any, Any)
+        return isinstance(value, dict) and all(_fits(k, key_type) and _fits(v, value_type) for k, v in value.items())
+    if origin in (list, tuple):
+        item_type = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_fits(item, item_type) for item in value)
+    if isinstance(expected, type):
+        return isinstance(value, expected)
+    raise TypeError(f"check_type does not know the annotation {expected!r} of {type(value).__name__} values")
+
+
+def _describe(expected: Any) -> str:
+    """Words for an annotation: 'true or false', 'a number', 'a string or null', ..."""
+    if expected is None or expected is type(None):
+        return "null"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Any: "any value"}
+    if expected in names:
+        return names[expected]
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is dict:
+        key_type, value_type = args or (Any, Any)
+        return f"a mapping of {_plural(key_type)} to {_plural(value_type)}"
+    if origin in (list, tuple):
+        return f"a list of {_plural(args[0] if args else Any)}"
+    return f"a {getattr(expected, '__name__', expected)}"
+
+
+def _plural(expected: Any) -> str:
+    names = {bool: "bools", int: "integers", float: "numbers", str: "strings", Any: "values"}
+    return names.get(expected, _describe(expected))
+
+
+class Range(NamedTuple):
+    """A numeric range that validate() checks: low <= value <= high, None unbounded, open_low /
+    open_high making that bound strict."""
+
+    key: str  # dotted, e.g. "proposals.conf"
+    low: float | None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+
+MATCHER_RANGES = (
+    Range("sizing.ego_max_side", 1),
+    Range("sizing.exo_max_side", 1),
+    Range("proposals.imgsz", 1),
+    Range("proposals.conf", 0.0, 1.0),
+    Range("proposals.iou", 0.0, 1.0),
+    Range("proposals.max_masks", 1),  # zero candidates could never answer a query
+    Range("proposals.min_area_frac", 0.0, 1.0, open_high=True),
+    Range("proposals.max_area_frac", 0.0, 1.0, open_low=True),
+    Range("proposals.segment_scale", 0.0, open_low=True),
+    Range("proposals.max_side", 1),
+    Range("context_px", 0),
+    Range("visibility_threshold", -1.0, 1.0),  # a cosine score or a probability
+)
+
+
+def check_types(config: Any, prefix: str = "") -> None:
+    """check_type every field of a dataclass built in Python rather than by build_dataclass."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(hints[item.name]):
+            check_types(value, f"{prefix}{item.name}.")
+        else:
+            check_type(value, hints[item.name], prefix + item.name)
+
+
+def check_ranges(config: Any, ranges: tuple[Range, ...]) -> None:
+    """Raise ConfigError naming the first value of `config` (a dataclass) outside its range."""
+    for key, low, high, open_low, open_high in ranges:
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        below = low is not None and (value <= low if open_low else value < low)
+        above = high is not None and (value >= high if open_high else value > high)
+        if not (below or above):
+            continue
+        if high is None:
+            wanted = f"above {low}" if open_low else f"at least {low}"
+        else:
+            wanted = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise ConfigError(f"{key} must be {wanted}, got {value!r}")
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -52,10 +52,18 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mask_centroids(masks: np.ndarray) -> np.ndarray:
-    """(K, H, W) bool -> (K, 2) float64 centroids (x, y) in pixels; NaN for empty masks."""
+    """(K, H, W) bool -> (K, 2) float64 centroids (x, y) in pixels; NaN for empty masks.
+    The one definition of a mask's centre: pixel (col, row) indices averaged, no half-pixel
+    offset. Proposals.centroids computes the same from a label map's moments."""
     masks = np.asarray(masks, bool)
-    area = masks.sum(axis=(1, 2)).astype(np.float64)
     xs = masks.sum(axis=1) @ np.arange(masks.shape[2], dtype=np.float64)  # column sums weighted by x
     ys = masks.sum(axis=2) @ np.arange(masks.shape[1], dtype=np.float64)
+    area = masks.sum(axis=(1, 2)).astype(np.float64)
+    return centroids_from_moments(np.stack([xs, ys, area], axis=1))
+
+
+def centroids_from_moments(moments: np.ndarray) -> np.ndarray:
+    """(K, 3) float64 (sum of x, sum of y, pixel count) per mask -> (K, 2) float64 centroids
+    (x, y); NaN where the count is 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack([xs / area, ys / area], axis=1)
+        return moments[:, :2] / moments[:, 2:]

@@ -16,7 +16,7 @@ import torch
 
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
-from .masks import mask_centroids, resize_nearest
+from .masks import centroids_from_moments, mask_centroids, resize_nearest
 from .offline import configure_offline
 
 
@@ -87,9 +87,7 @@ class Proposals:
                          np.bincount(labels, weights=np.repeat(np.arange(height, dtype=np.float64), width),
                                      minlength=count),
                          np.bincount(labels, minlength=count).astype(np.float64)], axis=1)  # (L, 3)
-        totals = self.members.astype(np.float64) @ sums
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return totals[:, :2] / totals[:, 2:]
+        return centroids_from_moments(self.members.astype(np.float64) @ sums)  # a candidate's moments: its labels' sums
 
     def containment(self, cover: float = 0.95) -> np.ndarray:
         """(N, N) bool, [j, k] True when candidate j covers at least `cover` of candidate k's

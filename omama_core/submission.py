@@ -27,6 +27,7 @@ import numpy as np
 from .data.annotations import is_ego_camera
 from .data.egoexo import CorrespondenceDataset
 from .data.rle import decode_rle, encode_rle
+from .directions import source_and_target
 from .errors import DatasetError
 from .metrics import CONFIDENCE_THRESHOLD, evaluation_size, resize_nearest
 
@@ -113,7 +114,7 @@ def skeleton(dataset: CorrespondenceDataset) -> dict[str, Any]:
             if len(ego) != 1:
                 continue
             for exo in (c for c in cams if not is_ego_camera(c)):
-                source, target = (ego[0], exo) if dataset.direction == "ego2exo" else (exo, ego[0])
+                source, target = source_and_target(dataset.direction, ego[0], exo)
                 size = camera_size(dataset, take, target)
                 empty = encode_rle(np.zeros(evaluation_size(*size) if size else (1, 1), bool))
                 masks[obj][f"{source}_{target}"] = {

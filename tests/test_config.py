@@ -43,13 +43,13 @@ def test_every_shipped_config_loads_and_validates(name):
 
 
 def test_default_config_needs_no_download():
-    """Offline parts with weights that ship inside the package (resolved next to the config)."""
+    """Every file the default names ships inside the package (resolved next to the config), and
+    no part would fetch one: DINOv2 reads timm's hub cache, FastSAM needs a downloaded .pt."""
     config = load_config("default")
-    assert config.backbone.kind == "convnet"
-    path = Path(config.backbone.weights)
-    assert path.is_file() and path.parent == CONFIG_DIR.parent / "weights"
-    assert config.proposals.kind == "classical" and config.proposals.weights is None
-    assert config.head.kind == "knn"
+    named = [p for p in (config.backbone.weights, config.proposals.weights, config.head_checkpoint()) if p]
+    for path in named:
+        assert Path(path).is_file() and Path(path).parent == CONFIG_DIR.parent / "weights", path
+    assert config.backbone.kind != "dinov2" and config.proposals.kind != "fastsam"
 
 
 def test_handcrafted_config_ships_its_heads():
@@ -234,3 +234,105 @@ def test_head_with_weights_needs_a_checkpoint(tmp_path, kind):
 def test_unknown_kinds_are_rejected(section, value):
     with pytest.raises(ConfigError, match=value):
         load_config("default", {section: value})
+
+
+# ---- types and ranges -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("exclusive_matches", "no", "true or false"),  # a non-empty string would turn the rule ON
+    ("exclusive_matches", 1, "true or false"),
+    ("proposals.conf", "0.3", "a number"),
+    ("proposals.max_masks", [10], "an integer"),
+    ("proposals.max_masks", True, "an integer"),  # YAML reads yes/no/on/off as bools
+    ("proposals.max_masks", 10.5, "an integer"),
+    ("visibility_threshold", False, "a number"),
+    ("direction", 2, "a string"),
+    ("backbone.weights", 5, "a string or null"),
+    ("head.checkpoint", {"ego2exo": 3}, "a mapping of strings to strings"),
+    ("head.checkpoint", ["a.pt"], "a mapping of strings to strings"),
+])
+def test_a_value_of_the_wrong_type_names_key_value_and_type(key, value, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config("default", {key: value})
+    message = str(error.value)
+    assert key in message and repr(value) in message and expected in message
+
+
+def test_a_wrong_type_in_a_yaml_file_is_named(tmp_path):
+    path = tmp_path / "typed.yaml"
+    path.write_text('exclusive_matches: "no"\n')
+    with pytest.raises(ConfigError, match=r"exclusive_matches must be true or false, got 'no' \(str\)"):
+        load_config(path)
+
+
+def test_yaml_bools_and_ints_are_read_as_their_fields_want():
+    # YAML 1.1 reads an unquoted no as false: that is a bool, and must switch the rule off
+    config = load_config("default", parse_overrides(["exclusive_matches=no", "proposals.conf=1",
+                                                     "head.checkpoint=null"]))
+    assert config.exclusive_matches is False
+    assert config.proposals.conf == 1  # an int is a valid float, kept as written (cache keys hash it)
+    assert config.head.checkpoint is None
+
+
+def test_a_mapping_of_paths_is_a_valid_head_checkpoint():
+    config = load_config("knn", {"head.kind": "trained", "head.checkpoint": {"ego2exo": "/a.pt", "exo2ego": "/b.pt"}})
+    assert config.head_checkpoint("exo2ego") == "/b.pt"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("proposals.max_masks", 0), ("proposals.max_masks", -3), ("proposals.imgsz", 0),
+    ("proposals.conf", 1.5), ("proposals.conf", -0.1), ("proposals.iou", 2),
+    ("proposals.max_side", 0), ("proposals.segment_scale", 0), ("proposals.max_area_frac", 0),
+    ("sizing.ego_max_side", 0), ("sizing.exo_max_side", -960), ("context_px", -1),
+    ("visibility_threshold", 1.5),
+])
+def test_a_value_out_of_range_is_named(key, value):
+    with pytest.raises(ConfigError) as error:
+        load_config("default", {key: value})
+    assert key in str(error.value) and str(value) in str(error.value)
+
+
+def test_the_area_bounds_must_be_ordered():
+    with pytest.raises(ConfigError, match="min_area_frac.*max_area_frac"):
+        load_config("default", {"proposals.min_area_frac": 0.6, "proposals.max_area_frac": 0.5})
+
+
+def test_range_edges_are_accepted():
+    config = load_config("default", {"proposals.conf": 0.0, "proposals.iou": 1.0, "proposals.max_masks": 1,
+                                     "sizing.ego_max_side": 1, "context_px": 0, "visibility_threshold": -1.0})
+    assert config.proposals.max_masks == 1 and config.sizing.ego_max_side == 1
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("head.context", "no", "head.context must be true or false"),
+    ("optim.epochs", "3", "optim.epochs must be an integer"),
+    ("optim.lr", [1e-3], "optim.lr must be a number"),
+    ("data.cache_dir", 7, "data.cache_dir must be a string or null"),
+    ("loss.temperature", 0, "loss.temperature must be above 0"),
+    ("loss.num_candidates", 1, "loss.num_candidates must be at least 2"),
+    ("data.train_fraction", 0.0, r"data.train_fraction must be in \(0.0, 1.0\]"),
+    ("num_workers", -1, "num_workers must be at least 0"),
+])
+def test_the_training_config_is_checked_the_same_way(key, value, message):
+    from omama_core.training.config import load_train_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, {key: value})
+
+
+def test_the_training_config_builds_nested_sections_from_their_annotations():
+    from omama_core.training.config import LossConfig, load_train_config
+
+    config = load_train_config(None, {"loss.temperature": 0.1, "optim.epochs": 5})
+    assert isinstance(config.loss, LossConfig) and config.loss.temperature == 0.1 and config.optim.epochs == 5
+
+
+def test_validate_checks_the_types_of_a_config_built_in_python():
+    config = MatcherConfig()
+    config.exclusive_matches = "no"
+    with pytest.raises(ConfigError, match="exclusive_matches must be true or false"):
+        config.validate()
+    config = MatcherConfig()
+    config.proposals.max_masks = "100"
+    with pytest.raises(ConfigError, match="proposals.max_masks must be an integer"):
+        config.validate()

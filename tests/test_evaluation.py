@@ -232,7 +232,8 @@ def test_confidence_agrees_with_the_matchers_decision(visibility, threshold, vis
         assert confidence == pytest.approx(expected)
 
 
-def test_eval_command_end_to_end_with_the_offline_model(root, tmp_path, capsys):
+@pytest.mark.slow  # the default model on 8 samples each way
+def test_eval_command_end_to_end_with_the_offline_model(root, tmp_path):
     out = tmp_path / "run"
     code = omama_main(["eval", "--data", str(root), "--split", "test", "--checkpoint", "default",
                        "--direction", "both", "--out", str(out), "--device", "cpu", "--limit", "8"])
@@ -242,5 +243,8 @@ def test_eval_command_end_to_end_with_the_offline_model(root, tmp_path, capsys):
         assert metrics[direction]["samples"] == 8
         assert 0.0 <= metrics[direction]["iou"] <= 1.0 and 0.0 <= metrics[direction]["contour_accuracy"] <= 1.0
     assert (out / "submission.json").is_file() and (out / "iou_histogram.png").is_file()
-    assert omama_main(["eval", "--data", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_eval_command_names_a_missing_data_folder(tmp_path, capsys):
+    assert omama_main(["eval", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
     assert "not a directory" in capsys.readouterr().err

@@ -446,21 +446,24 @@ def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direc
 
 def test_exclusive_matches_never_give_two_queries_the_same_object(two_views):
     """The same query twice: without exclusive_matches both get the same candidate; with it
-    the second either gets another candidate that overlaps nothing of the first's, or is not
-    visible, with that candidate's score as its visibility."""
+    the second gets the best candidate that overlaps nothing of the first's, visible only when
+    that candidate's score passes the threshold."""
     ego, ego_masks, exo, _ = two_views
     twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
     shared = Matcher.from_config("knn", device="cpu").match(ego, twice, exo)
     assert shared[0].candidate == shared[1].candidate >= 0
     exclusive = Matcher.from_config("knn", device="cpu", overrides={"exclusive_matches": True}).match(ego, twice, exo)
     assert exclusive[0].candidate == shared[0].candidate and exclusive[0].visible
-    second = exclusive[1]
-    if second.visible:
-        assert not (second.mask & exclusive[0].mask).any()
-    else:
-        assert second.visibility < shared[1].visibility and second.candidate == -1
-        assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
+    second = exclusive[1]  # what is left for the second copy scores below the knn config's threshold
+    assert not second.visible and second.candidate == -1
+    assert second.visibility < exclusive[0].visibility and second.visibility < shared[1].visibility
+    assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
     assert exclusive[2].candidate == shared[2].candidate  # the box is nobody else's
+    admitted = Matcher.from_config("knn", device="cpu", overrides={"exclusive_matches": True, "visibility_threshold": 0.0})
+    admitted = admitted.match(ego, twice, exo)  # a threshold that the leftover candidate passes
+    assert admitted[1].visible and admitted[1].candidate not in (-1, admitted[0].candidate)
+    assert admitted[1].visibility == pytest.approx(second.visibility)
+    assert not (admitted[1].mask & admitted[0].mask).any()
 
 
 def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_region():

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from omama_core.metrics import (
-    LE_NORMALISER,
     balanced_accuracy,
     boundary_map,
     boundary_tolerance,
@@ -172,15 +171,16 @@ def test_location_error_hand_case():
     pred = np.zeros((270, 480), bool)
     gt[10:21, 100:111] = True  # centre (105, 15)
     pred[10:21, 130:151] = True  # centre (140, 15)
-    assert location_error(pred, gt) == pytest.approx(35 / LE_NORMALISER)
-    assert LE_NORMALISER == pytest.approx(678.8225, abs=1e-3)
+    # divided by the diagonal of the 480-px evaluation square, whatever the image size
+    assert location_error(pred, gt) == pytest.approx(35 / 678.8225)
+    assert location_error(pred.repeat(2, 0).repeat(2, 1), gt.repeat(2, 0).repeat(2, 1)) == pytest.approx(70 / 678.8225)
 
 
 def test_location_error_empty_prediction_uses_padded_centre():
     gt = np.zeros((270, 480), bool)
     gt[0:11, 0:11] = True  # centre (5, 5) -> padded (275, 275)
     # padded image is 810 x 1020: the default centre is (810 // 2, 1020 // 2) read as (x, y)
-    expected = math.hypot(405 - 275, 510 - 275) / LE_NORMALISER
+    expected = math.hypot(405 - 275, 510 - 275) / 678.8225
     assert location_error(np.zeros_like(gt), gt) == pytest.approx(expected)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from omama_core import Matcher
 from omama_core.config import load_config
-from omama_core.data.cache import FeatureCache, cache_key, load_proposals, save_proposals
+from omama_core.data.cache import FeatureCache, cache_key, grid_centroids, load_proposals, save_proposals
 from omama_core.data.egoexo import CorrespondenceDataset
 from omama_core.data.synth import write_dataset
 from omama_core.errors import ConfigError
@@ -124,6 +124,27 @@ def test_stored_proposals_round_trip_both_layouts(tmp_path):
         assert loaded.image_hw == proposals.image_hw
 
 
+def test_grid_centroids_equal_the_values_cache_version_3_stores():
+    """cand_centres now come from masks.mask_centroids: the records already on disk (same
+    cache key) must hold exactly what the new code computes. The formula the records were
+    built with is kept here verbatim as the reference."""
+    rng = np.random.default_rng(0)
+    grid = rng.random((6, 27, 48)) < rng.random((6, 1, 1)) * 0.3
+    grid[2] = False  # a candidate the coarse grid loses
+    grid[4] = False
+    grid[4, 26, 47] = True  # a single cell in the corner
+    height, width = 540, 960
+    stored = grid.astype(np.float32)
+    ys, xs = np.mgrid[: stored.shape[1], : stored.shape[2]]
+    area = np.maximum(stored.sum(axis=(1, 2)), 1)
+    cell = np.array([width / stored.shape[2], height / stored.shape[1]], np.float32)
+    reference = (np.stack([(stored * xs).sum(axis=(1, 2)) / area, (stored * ys).sum(axis=(1, 2)) / area], 1)
+                 * cell).astype(np.float32)
+    centres = grid_centroids(grid, (height, width))
+    assert centres.dtype == np.float32 and np.array_equal(centres, reference)
+    assert centres[2].tolist() == [0.0, 0.0] and centres[4].tolist() == [47 * 20.0, 26 * 20.0]
+
+
 def test_a_new_context_size_reuses_the_stored_proposals(tiny_data, tmp_path, monkeypatch):
     root, matcher_yaml = tiny_data
     datasets = [CorrespondenceDataset(root, "val", "ego2exo")]
@@ -163,6 +184,7 @@ def test_train_writes_checkpoints_logs_and_a_usable_model(tiny_data, tmp_path):
     assert out.mask.shape == sample.target_image.shape[:2] and 0.0 <= out.visibility <= 1.0
 
 
+@pytest.mark.slow  # a training subprocess killed with SIGKILL, then resumed
 def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data, tmp_path):
     root, matcher_yaml = tiny_data
     run = tmp_path / "run"
@@ -210,6 +232,7 @@ def test_bad_training_config_values():
         load_train_config(None, {"optim.learning_rate": 1e-3})
 
 
+@pytest.mark.slow  # torchrun: two DDP processes
 def test_torchrun_two_processes_learn_like_one(tiny_data, tmp_path):
     """Same global batch, same data order: two gloo processes must end with the weights of one."""
     root, matcher_yaml = tiny_data

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from omama_core.config import load_config  # noqa: E402
 from omama_core.data.cache import FeatureCache  # noqa: E402
 from omama_core.data.egoexo import CorrespondenceDataset  # noqa: E402
+from omama_core.directions import DIRECTIONS  # noqa: E402
 from omama_core.head import MatchingHead  # noqa: E402
 from omama_core.training.config import load_train_config  # noqa: E402
 from omama_core.training.loop import train, validate  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> int:
     parser.add_argument("--heldout-data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--directions", default="ego2exo,exo2ego")
+    parser.add_argument("--directions", default=",".join(DIRECTIONS))
     parser.add_argument("--recipe", default=str(RECIPE), help="training config the rows start from")
     parser.add_argument("--also-knn", default="", metavar="CONFIGS",
                         help="comma-separated matcher configs added as k-NN rows (other features), e.g. default,knn")
@@ -107,10 +108,10 @@ def write_table(results: dict, out: Path) -> None:
     names += sorted({key.split("/", 1)[1] for key in results} - set(names))  # the --also-knn rows
     lines = ["| row | Ego2Exo IoU | Exo2Ego IoU | Ego2Exo vis. BA | Exo2Ego vis. BA |", "| --- | --- | --- | --- | --- |"]
     for name in names:
-        cells = [results.get(f"{d}/{name}", {}) for d in ("ego2exo", "exo2ego")]
+        cells = [results.get(f"{d}/{name}", {}) for d in DIRECTIONS]
         lines.append(f"| {name} | " + " | ".join(f"{c['iou']:.3f}" if c else "-" for c in cells) + " | "
                      + " | ".join(f"{c['visibility_balanced_accuracy']:.3f}" if c else "-" for c in cells) + " |")
-    oracle = [results.get(f"{d}/{names[0]}", {}).get("oracle_iou") for d in ("ego2exo", "exo2ego")]
+    oracle = [results.get(f"{d}/{names[0]}", {}).get("oracle_iou") for d in DIRECTIONS]
     lines.append("| oracle (best proposal) | " + " | ".join(f"{o:.3f}" if o else "-" for o in oracle) + " | | |")
     (out / "ablations.md").write_text("\n".join(lines) + "\n")
 
@@ -121,7 +122,7 @@ def write_table(results: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.38
-    for offset, direction in ((-width / 2, "ego2exo"), (width / 2, "exo2ego")):
+    for offset, direction in zip((-width / 2, width / 2), DIRECTIONS):
         values = [results.get(f"{direction}/{name}", {}).get("iou", 0) for name in names]
         ax.bar([i + offset for i in range(len(names))], values, width, label=direction)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..config import parse_overrides
+from ..directions import DIRECTIONS
 
 
 def add_matcher_arguments(parser: argparse.ArgumentParser, default_config: str = "default") -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--config", default=default_config,
                        help=f"shipped config name, YAML file, or `omama train` checkpoint (default: {default_config})")
-    group.add_argument("--direction", choices=["ego2exo", "exo2ego"], default=None,
+    group.add_argument("--direction", choices=DIRECTIONS, default=None,
                        help="source -> target views (default: the config's)")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     group.add_argument("--backbone-weights", help="local DINOv2 weights file (.pth or .safetensors)")

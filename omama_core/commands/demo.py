@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from ..directions import DIRECTIONS, source_and_target
 from ..image_io import write_image
 from ..masks import mask_iou
 from ..visualize import overlay, side_by_side
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'direction':9}  {'object':18} {'in target':>9} {'predicted':>9} {'score':>6} {'IoU':>6} "
           f"{'best IoU':>8}  result")
     correct = total = matched = visible = 0
-    for direction in ("ego2exo", "exo2ego"):
+    for direction in DIRECTIONS:
         matcher = Matcher.from_config(args.config, device=args.device, direction=direction)
-        (source, source_masks), (target, target_masks) = views[direction[:3]], views[direction[-3:]]
+        (source, source_masks), (target, target_masks) = source_and_target(direction, views["ego"], views["exo"])
         names = [name for name in pair.object_names if name in source_masks]
         results = matcher.match(source, np.stack([source_masks[n] for n in names]), target)
         for name, result in zip(names, results):

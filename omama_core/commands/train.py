@@ -6,13 +6,14 @@ import argparse
 import json
 
 from ..config import parse_overrides
+from ..directions import DIRECTIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="training config YAML (default: the published recipe); see training/configs/")
     parser.add_argument("--data", required=True, help="dataset root (Ego-Exo4D processed layout, or `omama synth` output)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, plots")
-    parser.add_argument("--direction", choices=["ego2exo", "exo2ego"], help="override the config's direction")
+    parser.add_argument("--direction", choices=DIRECTIONS, help="override the config's direction")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

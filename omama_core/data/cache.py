@@ -38,7 +38,8 @@ from ..backbone import build_backbone
 from ..config import MatcherConfig
 from ..encoder import pooling_grid_size
 from ..errors import DatasetError, OmamaError
-from ..masks import boxes_from_masks
+from ..files import atomic_write
+from ..masks import boxes_from_masks, mask_centroids
 from ..matcher import Matcher
 from ..proposals import Proposals, build_proposals
 from .annotations import is_ego_camera
@@ -65,9 +66,7 @@ def save_proposals(path: Path, proposals: Proposals) -> None:
     else:
         arrays.update(packed_masks=np.packbits(proposals.masks.reshape(len(proposals), -1), axis=1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez_compressed(temporary, **arrays)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: np.savez_compressed(temporary, **arrays))
 
 
 def load_proposals(path: Path) -> Proposals:
@@ -185,10 +184,17 @@ def _build_one(task) -> str | None:
         return f"skipped {take}/{camera}/{frame}: {error}"
     path = cache.path(take, camera, frame)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **record)
-    os.replace(temporary, path)  # a killed build never leaves half a record
+    atomic_write(path, lambda temporary: np.savez(temporary, **record))  # a killed build never leaves half a record
     return None
+
+
+def grid_centroids(grid_masks: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) bool masks on the pooling grid -> (N, 2) float32 centroids (x, y) in image
+    pixels: the grid centroid (masks.mask_centroids) times the cell size, (0, 0) for a mask
+    the grid loses. Coarse, but enough for adjacency mining; records of CACHE_VERSION 3 hold
+    exactly these values, so a change here needs a new CACHE_VERSION."""
+    cell = np.array([image_hw[1] / grid_masks.shape[2], image_hw[0] / grid_masks.shape[1]], np.float32)
+    return np.nan_to_num(mask_centroids(grid_masks) * cell, nan=0.0).astype(np.float32)
 
 
 def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: str, frame: int,
@@ -205,11 +211,7 @@ def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: s
         if len(proposals) == 0:
             raise DatasetError(f"{take}/{camera}/{frame}: no proposals")
         cand_desc = matcher.descriptors(image, view, pooling, proposals)
-        grid = proposals.resized_masks(pooling_grid_size(tokens.shape[2:])).astype(np.float32)
-        ys, xs = np.mgrid[: grid.shape[1], : grid.shape[2]]
-        area = np.maximum(grid.sum(axis=(1, 2)), 1)
-        cell = np.array([width / grid.shape[2], height / grid.shape[1]], np.float32)
-        centres = np.stack([(grid * xs).sum(axis=(1, 2)) / area, (grid * ys).sum(axis=(1, 2)) / area], 1) * cell
+        centres = grid_centroids(proposals.resized_masks(pooling_grid_size(tokens.shape[2:])), (height, width))
         objects, masks = [], []
         for name, cams in dataset.takes[take].masks.items():
             if camera in cams and dataset.mask_rle(take, name, camera, frame) is not None:
@@ -224,7 +226,7 @@ def compute_record(matcher, dataset: CorrespondenceDataset, take: str, camera: s
         "tokens": tokens[0].numpy().astype(np.float16),
         "cand_desc": cand_desc.numpy().astype(np.float16),
         "cand_boxes": proposals.boxes.astype(np.float32),
-        "cand_centres": centres.astype(np.float32),
+        "cand_centres": centres,
         "cand_areas": proposals.areas().astype(np.float32),
         "cand_contains": proposals.containment(),
         "objects": np.array(objects, dtype=str),

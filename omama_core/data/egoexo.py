@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..directions import DIRECTIONS, source_and_target
 from ..errors import DatasetError, OmamaError
 from ..image_io import read_image
 from .annotations import (
@@ -43,7 +44,6 @@ from .annotations import (
 )
 from .rle import decode_rle
 
-DIRECTIONS = ("ego2exo", "exo2ego")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -108,7 +108,7 @@ def build_samples(
             continue
         ego = ego_cams[0]
         for exo in (c for c in cams if not is_ego_camera(c)):
-            source, target = (ego, exo) if direction == "ego2exo" else (exo, ego)
+            source, target = source_and_target(direction, ego, exo)
             annotated = _annotated_frames(take, obj, target, notes)
             target_frames = {int(key): key for key in cams[target]}
             for key in sorted(cams[source], key=int):

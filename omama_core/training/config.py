@@ -15,8 +15,29 @@ from typing import Any
 
 import yaml
 
-from ..config import DIRECTIONS, build_dataclass, set_dotted
+from ..config import Range, build_dataclass, check_ranges, check_types, set_dotted
+from ..directions import DIRECTIONS
 from ..errors import ConfigError
+
+
+TRAIN_RANGES = (
+    Range("data.train_fraction", 0.0, 1.0, open_low=True),
+    Range("data.val_fraction", 0.0, 1.0, open_low=True),
+    Range("head.hidden_dim", 1),
+    Range("head.num_heads", 1),
+    Range("loss.temperature", 0.0, open_low=True),
+    Range("loss.num_candidates", 2),  # the positive and at least one negative
+    Range("loss.adjacency_order", 1),
+    Range("loss.visibility_weight", 0.0),
+    Range("optim.lr", 0.0, open_low=True),
+    Range("optim.min_lr", 0.0),
+    Range("optim.weight_decay", 0.0),
+    Range("optim.epochs", 1),
+    Range("optim.batch_size", 1),
+    Range("checkpoint_every", 1),
+    Range("log_every", 1),
+    Range("num_workers", 0),
+)
 
 
 @dataclass
@@ -82,17 +103,12 @@ class TrainConfig:
     num_workers: int = 2  # processes that build the feature cache on the CPU
 
     def validate(self) -> "TrainConfig":
+        check_types(self)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
         if self.loss.negatives not in ("adjacent", "random"):
             raise ConfigError(f"loss.negatives must be 'adjacent' or 'random', got {self.loss.negatives!r}")
-        if self.loss.num_candidates < 2:
-            raise ConfigError("loss.num_candidates must be at least 2 (the positive and one negative)")
-        for name, value in (("data.train_fraction", self.data.train_fraction), ("data.val_fraction", self.data.val_fraction)):
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        if self.optim.batch_size < 1 or self.optim.epochs < 1 or self.checkpoint_every < 1:
-            raise ConfigError("optim.batch_size, optim.epochs and checkpoint_every must be at least 1")
+        check_ranges(self, TRAIN_RANGES)
         return self
 
     def to_dict(self) -> dict[str, Any]:

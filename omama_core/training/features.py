@@ -35,6 +35,7 @@ from ..backbone import ConvNetBackbone, input_scale, model_input_size, normalise
 from ..data.synth import TakeRenderer
 from ..encoder import pooled_descriptors, pooling_grid_size
 from ..errors import ConfigError
+from ..files import atomic_write
 from ..masks import boxes_from_masks, resize_nearest
 from .loop import learning_rate
 
@@ -247,10 +248,8 @@ def render_takes(config: BackboneTrainConfig, workers: int) -> list[list[tuple[V
 
 def save_weights(model: ConvNetBackbone, path: Path, extra: dict) -> None:
     """Weights as ConvNetBackbone.from_file reads them, written atomically."""
-    temporary = path.with_suffix(".tmp")
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": model.config, "state_dict": state, **extra}, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: torch.save({"config": model.config, "state_dict": state, **extra}, temporary))
 
 
 def train_backbone(config: BackboneTrainConfig, out: str | os.PathLike, device: str = "auto", workers: int = 0,

@@ -28,6 +28,7 @@ from ..config import load_config
 from ..data.cache import FeatureCache
 from ..data.egoexo import CorrespondenceDataset
 from ..errors import CheckpointMismatchError, ConfigError, OmamaError
+from ..files import atomic_write
 from ..head import MatchingHead
 from ..matcher import resolve_device
 from ..metrics import balanced_accuracy
@@ -228,12 +229,14 @@ class _Log:
             return
         self.rows.append(row)
         columns = list(dict.fromkeys(k for r in self.rows for k in r))
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(temporary, self.path)
+
+        def write_csv(temporary: str) -> None:
+            with open(temporary, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        atomic_write(self.path, write_csv)
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)):

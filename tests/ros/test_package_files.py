@@ -167,6 +167,7 @@ def test_project_profile_is_the_shared_one():
     assert (REPO / "ros" / "fastdds-localhost.xml").read_text() == shared.read_text()
 
 
+@pytest.mark.slow  # builds the interfaces with cmake (into the running venv)
 @pytest.mark.usefixtures("ros_available")
 def test_build_script_is_idempotent_and_fast():
     script = REPO / "scripts" / "build_ros_interfaces.sh"
