@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
@@ -130,6 +131,24 @@ def test_package_xml():
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "builtin_interfaces", "rosidl_default_runtime",
             "python3-numpy", "python3-opencv", "python3-torch"} <= exec_depends
     assert "rosidl_interface_packages" in {g.name for g in package.member_of_groups}
+
+
+def test_licence_is_apache_2_everywhere():
+    """LICENSE holds the Apache License 2.0 and every piece of metadata names it."""
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text and "Grant of Patent License" in text
+    assert len(text) > 10_000  # the full text, not a pointer to it
+    package = ET.parse(REPO / "package.xml").getroot()
+    assert [element.text for element in package.iter("license")] == ["Apache-2.0"]
+    setup_call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
+    assert {kw.arg: ast.literal_eval(kw.value) for kw in setup_call.keywords if kw.arg == "license"} == \
+        {"license": "Apache-2.0"}
+    # README's licence section, where it has one, names the same licence.
+    readme = (REPO / "README.md").read_text()
+    section = re.search(r"^#+ Licen[cs]e\s*\n(.*?)(^#|\Z)", readme, re.MULTILINE | re.DOTALL | re.IGNORECASE)
+    assert section is None or ("Apache" in section.group(1) and "MIT" not in section.group(1))
 
 
 def test_cmake_generates_every_message():
