@@ -219,7 +219,7 @@ def random_arrivals(rng: random.Random, frames: int, reorder_ms: float, rates=(3
         for k in range(frames):
             if rng.random() < 0.1:
                 continue
-            stamp = k * period * MS + int(rng.gauss(0, 3) * MS)
+            stamp = 10**9 + k * period * MS + int(rng.gauss(0, 3) * MS)  # from 1 s: no negative stamps
             arrivals.append((k * period + rng.uniform(0, reorder_ms), index, (f"{index}-{k}", stamp)))
     arrivals.sort(key=lambda item: item[0])
     return [(index, msg) for _, index, msg in arrivals]
@@ -284,8 +284,9 @@ def test_out_of_order_set_of_message_filters_is_dropped():
     assert sync.dropped == 1 and sync.pending() == 1  # ego 100 dropped, exo 115 waits
 
 
-def header_msg(name: str, ns: int):
-    stamp = SimpleNamespace(sec=ns // 10**9, nanosec=ns % 10**9)
+def header_msg(name: str, ns: int, stamp_type=SimpleNamespace):
+    """A message with a name and header.stamp (`stamp_type` builtin_interfaces' Time for message_filters)."""
+    stamp = stamp_type(sec=ns // 10**9, nanosec=ns % 10**9)
     return SimpleNamespace(name=name, header=SimpleNamespace(stamp=stamp))
 
 
@@ -315,16 +316,23 @@ def fake_message_filters():
     return SimpleNamespace(SimpleFilter=SimpleFilter, ApproximateTimeSynchronizer=ApproximateTimeSynchronizer)
 
 
-def test_message_filters_wrapper_discards_sets_that_go_back_in_time(monkeypatch):
+@pytest.mark.parametrize("message_filters", [
+    "model", pytest.param("installed", marks=pytest.mark.skipif(not message_filters_available(),
+                                                               reason="message_filters is only on ROS installs"))])
+def test_message_filters_wrapper_discards_sets_that_go_back_in_time(monkeypatch, message_filters):
     import sys
 
-    monkeypatch.setitem(sys.modules, "message_filters", fake_message_filters())
+    stamp_type = SimpleNamespace
+    if message_filters == "model":
+        monkeypatch.setitem(sys.modules, "message_filters", fake_message_filters())
+    else:
+        from builtin_interfaces.msg import Time as stamp_type
     out = []
     sync = make_synchronizer(2, 10, 0.020, lambda *m: out.append(m), implementation="message_filters")
     assert isinstance(sync, MessageFiltersSync)
     for index, name, ms in [(0, "ego", 100), (0, "ego", 110), (1, "exo", 112), (1, "exo", 115), (0, "ego", 140),
                             (1, "exo", 141)]:
-        sync.add(index, header_msg(f"{name}{ms}", ms * MS))
+        sync.add(index, header_msg(f"{name}{ms}", ms * MS, stamp_type))
     assert [tuple(m.name for m in group) for group in out] == [("ego110", "exo112"), ("ego140", "exo141")]
     assert sync.emitted == 2 and sync.stale == 1 and sync.dropped is None
 
@@ -334,10 +342,11 @@ def test_message_filters_wrapper_discards_sets_that_go_back_in_time(monkeypatch)
 def test_reference_model_is_message_filters(seed):
     """On a ROS install: the model above outputs what message_filters outputs, out-of-order sets
     and ties included, on reordered streams of two cameras at different rates."""
+    from builtin_interfaces.msg import Time
     from message_filters import ApproximateTimeSynchronizer, SimpleFilter
 
     arrivals = random_arrivals(random.Random(seed), 150, reorder_ms=45.0, rates=(33, 25))
-    arrivals += [(0, ("edge-a", 10**10)), (1, ("edge-b", 10**10 + 12 * MS))]  # exactly slop apart
+    arrivals += [(0, ("edge-a", 10**11)), (1, ("edge-b", 10**11 + 12 * MS))]  # exactly slop apart
     real, model = [], []
     inputs = [SimpleFilter(), SimpleFilter()]
     synchronizer = ApproximateTimeSynchronizer(inputs, 6, 0.012)
@@ -345,7 +354,7 @@ def test_reference_model_is_message_filters(seed):
     reference = ReferenceMessageFilters(6, 0.012, lambda *m: model.append(tuple(x.name for x in m)),
                                         stamp_of=lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
     for index, (name, ns) in arrivals:
-        message = header_msg(name, ns)
+        message = header_msg(name, ns, Time)
         inputs[index].signalMessage(message)
         reference.add(index, message)
     assert real == model
