@@ -341,7 +341,8 @@ def test_full_install_runs_the_node_from_its_prefix(tmp_path):
     assert where.returncode == 0, where.stderr
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
     # bin/omama: on PATH after sourcing the package's setup script, and it runs.
-    cli = subprocess.run(["sh", "-c", f". '{prefix}/share/omama_ros/local_setup.sh' && command -v omama && omama --help"],
+    script = f". '{prefix}/share/omama_ros/local_setup.sh' && command -v omama && omama --help"
+    cli = subprocess.run(["sh", "-c", script],
                          env={**run_env, "PATH": "/usr/bin:/bin", "PYTHONPATH": ""}, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
