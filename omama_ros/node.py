@@ -17,7 +17,9 @@ set (omama_ros.worker), so the node never works on stale frames and its memory i
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -296,6 +298,11 @@ def main(args: list[str] | None = None, matcher_factory: MatcherFactory | None =
     try:
         spin_until_shutdown(executor)
     finally:
+        # Under `ros2 launch` a Ctrl-C reaches the node twice (the terminal signals the whole
+        # process group, then launch signals the node): the second must not break the clean-up
+        # (the set in progress finishing) with a KeyboardInterrupt. SIGTERM still ends it.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.close()
         executor.shutdown()
         node.destroy_node()

@@ -34,8 +34,8 @@ PARAMS = (
     ParamSpec("visibility_threshold", 0.5,
               "Visibility score at or above which an object is reported visible; changeable live. "
               "Default: the matcher config's value", low=-1.0, high=1.0),
-    ParamSpec("sync_slop", 0.02, "Largest stamp difference (s) between the ego and exo images of a pair",
-              low=0.0, high=1.0),
+    ParamSpec("sync_slop", 0.02, "Ego and exo images pair only when their stamps are strictly closer than this (s)",
+              low=0.001, high=1.0),
     ParamSpec("sync_queue_size", 10, "Images kept per camera while waiting for the other camera's; also "
               "frame pairs kept for late queries and query arrays kept waiting for their pair",
               low=1, high=100, step=1),

@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -48,10 +50,26 @@ def test_node_topic_names_are_relative_and_private():
 def test_launch_file_runs_the_installed_executable():
     call = omama_node_call(launch_tree())
     executable = ast.literal_eval(call["executable"])
-    cmake = (REPO / "CMakeLists.txt").read_text()
-    assert f'"${{CMAKE_CURRENT_BINARY_DIR}}/{executable}"' in cmake
-    assert "install(PROGRAMS" in cmake and "DESTINATION lib/${PROJECT_NAME}" in cmake
+    assert f"omama_install_wrapper({executable} omama_ros.node lib/${{PROJECT_NAME}})" in cmake_code()
     assert ast.literal_eval(call["name"]) == "omama"
+
+
+def cmake_code() -> str:
+    """CMakeLists.txt without comments."""
+    return "\n".join(line.split("#")[0] for line in (REPO / "CMakeLists.txt").read_text().splitlines())
+
+
+def test_cmake_installs_the_same_commands_as_setup_py():
+    """colcon installs bin/omama and lib/omama_ros/omama_node calling the same main()s as pip's
+    console scripts `omama` and `omama_ros_node`."""
+    setup_call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
+    scripts = next(ast.literal_eval(kw.value) for kw in setup_call.keywords if kw.arg == "entry_points")
+    targets = dict(line.replace(" ", "").split("=") for line in scripts["console_scripts"])
+    code = cmake_code()
+    assert f"omama_install_wrapper(omama {targets['omama'].removesuffix(':main')} bin)" in code
+    assert f"omama_install_wrapper(omama_node {targets['omama_ros_node'].removesuffix(':main')} " in code
+    assert "from ${module} import main" in code and '"#!${Python3_EXECUTABLE}' in (REPO / "CMakeLists.txt").read_text()
 
 
 def test_launch_parameters_and_remaps_match_the_node():
@@ -77,9 +95,93 @@ def test_launch_arguments():
     used = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
             and getattr(node.func, "id", None) == "arg" and node.args}
     assert used <= names and names - used <= set(), names - used
-    # Thin: no code that evaluates arguments at launch time.
+    # Thin: nothing evaluated at launch time but the check for RViz (tested below).
     source = (REPO / "launch" / "omama.launch.py").read_text()
-    assert "OpaqueFunction" not in source and "subprocess" not in source and "perform(" not in source
+    assert source.count("OpaqueFunction(") == 1 and "subprocess" not in source and "perform(" not in source
+
+
+class Recorded:
+    """Stands for any class of `launch`/`launch_ros`: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class StubIfCondition(Recorded):
+    """launch.conditions.IfCondition, for a LaunchConfiguration of a plain string value."""
+
+    def evaluate(self, context) -> bool:
+        value = context.launch_configurations[self.args[0].args[0]].strip().lower()
+        assert value in ("true", "false", "1", "0"), value  # what IfCondition accepts
+        return value in ("true", "1")
+
+
+def load_launch_file(monkeypatch):
+    """The launch file as a module, on stand-ins for `launch` and `launch_ros` (not on PyPI):
+    each class it names records its arguments, so its structure can be inspected."""
+    import importlib.util
+    import types
+
+    pytest.importorskip("ament_index_python", reason="ament_index_python (requirements/ros.txt)")
+    for name in ("launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros",
+                 "launch_ros.actions", "launch_ros.substitutions"):
+        module = types.ModuleType(name)
+        module.__getattr__ = lambda attribute: type(attribute, (Recorded,), {})
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules["launch.conditions"].IfCondition = StubIfCondition
+    spec = importlib.util.spec_from_file_location("omama_launch", REPO / "launch" / "omama.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_prefix(root, rviz_executable: bool):
+    """An install prefix holding an rviz2 package (its ament index entry), with or without lib/rviz2/rviz2."""
+    (root / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (root / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").write_text("")
+    if rviz_executable:
+        (root / "lib" / "rviz2").mkdir(parents=True)
+        (root / "lib" / "rviz2" / "rviz2").write_text("#!/bin/sh\n")
+        (root / "lib" / "rviz2" / "rviz2").chmod(0o755)
+    return root
+
+
+def test_launch_checks_rviz_before_starting_anything_and_ends_with_the_node(monkeypatch):
+    """rviz:=true fails before any process starts (a failure after the node was spawned left it
+    running: launch 3.7); the node's exit shuts the launch down."""
+    launch = load_launch_file(monkeypatch).generate_launch_description()
+    entities = launch.args[0]
+    kinds = [type(entity).__name__ for entity in entities]
+    first_node = kinds.index("Node")
+    assert kinds.count("OpaqueFunction") == 1 and kinds.index("OpaqueFunction") < first_node
+    assert all(kind == "DeclareLaunchArgument" for kind in kinds[:kinds.index("OpaqueFunction")])
+    omama = entities[first_node]
+    assert omama.kwargs["package"] == "omama_ros"
+    assert type(omama.kwargs["on_exit"]).__name__ == "Shutdown"
+    rviz = entities[kinds.index("Node", first_node + 1)]
+    assert rviz.kwargs["package"] == "rviz2" and "on_exit" not in rviz.kwargs  # closing RViz keeps the node
+
+
+@pytest.mark.parametrize("installed", ["none", "package only", "executable"])
+@pytest.mark.parametrize("rviz", ["true", "false", "True", "0"])
+def test_launch_refuses_rviz_when_it_is_missing(monkeypatch, tmp_path, installed, rviz):
+    module = load_launch_file(monkeypatch)
+    check = next(entity for entity in module.generate_launch_description().args[0]
+                 if type(entity).__name__ == "OpaqueFunction").kwargs["function"]
+    prefix = tmp_path / "empty"
+    prefix.mkdir()
+    if installed != "none":
+        prefix = fake_prefix(tmp_path / "ros", rviz_executable=installed == "executable")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    context = SimpleNamespace(launch_configurations={"rviz": rviz})
+    if rviz.lower() in ("true", "1") and installed != "executable":
+        with pytest.raises(RuntimeError) as error:
+            check(context)
+        message = str(error.value)
+        assert "rviz:=false" in message and "rviz2" in message and "Nothing was started" in message
+        assert ("not installed" in message) == (installed == "none")
+    else:
+        assert check(context) == []
 
 
 def test_parameters_file_matches_the_declared_parameters():
@@ -132,12 +234,29 @@ def test_package_xml():
     assert "rosidl_interface_packages" in {g.name for g in package.member_of_groups}
 
 
+def test_licence_is_apache_2_everywhere():
+    """LICENSE holds the Apache License 2.0 and every piece of metadata names it."""
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text and "Grant of Patent License" in text
+    assert len(text) > 10_000  # the full text, not a pointer to it
+    package = ET.parse(REPO / "package.xml").getroot()
+    assert [element.text for element in package.iter("license")] == ["Apache-2.0"]
+    setup_call = next(node for node in ast.walk(ast.parse((REPO / "setup.py").read_text()))
+                      if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
+    assert {kw.arg: ast.literal_eval(kw.value) for kw in setup_call.keywords if kw.arg == "license"} == \
+        {"license": "Apache-2.0"}
+    # README's licence section, where it has one, names the same licence.
+    readme = (REPO / "README.md").read_text()
+    section = re.search(r"^#+ Licen[cs]e\s*\n(.*?)(^#|\Z)", readme, re.MULTILINE | re.DOTALL | re.IGNORECASE)
+    assert section is None or ("Apache" in section.group(1) and "MIT" not in section.group(1))
+
+
 def test_cmake_generates_every_message():
     cmake = (REPO / "CMakeLists.txt").read_text()
     listed = set(re.findall(r'"(msg/\w+\.msg)"', cmake))
     assert listed == {f"msg/{p.name}" for p in (REPO / "msg").glob("*.msg")}
-    code = "\n".join(line.split("#")[0] for line in cmake.splitlines())
-    assert "ament_python_install_package(omama_ros)" not in code  # collides with rosidl's package
+    assert "ament_python_install_package(omama_ros)" not in cmake_code()  # collides with rosidl's package
 
 
 def test_python_package_has_no_msg_module_of_its_own():
@@ -183,7 +302,8 @@ def test_build_script_is_idempotent_and_fast():
 def test_full_install_runs_the_node_from_its_prefix(tmp_path):
     """CMakeLists.txt as colcon runs it (OMAMA_INSTALL_PYTHON=ON) into its own prefix, from a
     copy of the sources outside the work tree (as in a colcon workspace); then the installed
-    lib/omama_ros/omama_node starts the installed node."""
+    lib/omama_ros/omama_node starts the installed node, and bin/omama runs from PATH after the
+    package's setup script."""
     import shutil
     import signal
 
@@ -221,6 +341,15 @@ def test_full_install_runs_the_node_from_its_prefix(tmp_path):
                            env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+    # bin/omama: on PATH after sourcing the package's setup script, and it runs.
+    script = f". '{prefix}/share/omama_ros/local_setup.sh' && command -v omama && omama --help"
+    cli = subprocess.run(["sh", "-c", script],
+                         env={**run_env, "PATH": "/usr/bin:/bin", "PYTHONPATH": ""}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.splitlines()[0] == str(prefix / "bin" / "omama")
+    assert "usage: omama" in cli.stdout and all(f" {name} " in cli.stdout for name in ("synth", "train", "eval"))
+
     log = tmp_path / "node.log"
     with open(log, "w") as out:
         node = subprocess.Popen([str(wrapper), "--ros-args", "-p", "device:=cpu"], env=run_env, cwd=tmp_path,
