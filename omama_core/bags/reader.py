@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 from ..errors import DatasetError
 from .layout import CUSTOM_DATA_KEY, NS, BagInfo
-from .mcap_scan import McapDamage, McapScan
+from .mcap_scan import McapDamage, McapScan, RawMessage
 from .typestore import typestore
 
 MAX_LISTED = 20  # problems kept with their message (all are counted)
@@ -44,6 +44,7 @@ class BagReader:
         self.problems: list[str] = []
         self.counts: Counter = Counter()
         self.info: BagInfo | None = None
+        self.custom_data: dict[str, str] = {}  # rosbag2 metadata custom_data
         self.topics: dict[str, str] = {}
         self._files: list[Path] = []  # files to scan record by record (no usable index)
         self._reader = None
@@ -69,6 +70,7 @@ class BagReader:
         except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
             raise DatasetError(f"{self.path}/metadata.yaml is not rosbag2 metadata ({error})") from error
         custom = metadata.get("custom_data") or {}
+        self.custom_data = dict(custom)
         if CUSTOM_DATA_KEY in custom:
             try:
                 self.info = BagInfo.from_json(custom[CUSTOM_DATA_KEY])
@@ -108,23 +110,45 @@ class BagReader:
                                              f"{' or '.join(types)}; its messages are not used")
         return usable
 
+    def count(self, topics: Iterable[str]) -> int | None:
+        """Messages on `topics` by the bag's index (None for files read record by record)."""
+        if self._reader is None:
+            return None
+        wanted = set(topics)
+        return sum(c.msgcount for c in self._reader.connections if c.topic in wanted)
+
     def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
         """Deserialized messages of `topics` in time order (file order for scanned files)."""
-        wanted = set(topics)
-        store = typestore()
-        last = None
-        for topic, msgtype, log_time, data, where in self._raw(wanted):
-            try:
-                msg = store.deserialize_cdr(data, msgtype)
-            except Exception as error:  # noqa: BLE001 - any malformed CDR: name it, go on
-                self.problem("bad_message", f"{where}: {topic} message at {_stamp(log_time)} cannot be "
-                                            f"deserialized as {msgtype} ({type(error).__name__}: {error})")
-                continue
-            last = log_time
-            yield BagMessage(topic, log_time, msg)
-        self.last_time = last
+        for raw in self.raw(topics):
+            msg = self.deserialize(raw)
+            if msg is not None:
+                yield BagMessage(raw.topic, raw.log_time, msg)
 
-    def _raw(self, wanted: set[str]):
+    def deserialize(self, raw: "RawMessage"):
+        """A raw message's rosbags dataclass, or None (reported as bad_message) when its CDR is
+        malformed."""
+        try:
+            return typestore().deserialize_cdr(raw.data, raw.msgtype)
+        except Exception as error:  # noqa: BLE001 - any malformed CDR: name it, go on
+            self.problem("bad_message", f"{self.path}: {raw.topic} message at {_stamp(raw.log_time)} cannot be "
+                                        f"deserialized as {raw.msgtype} ({type(error).__name__}: {error})")
+            return None
+
+    def find(self, topic: str, stamp: int, window: int = 2 * NS):
+        """The message of `topic` whose header is stamped `stamp` (ns), recorded within `window`
+        after it (images for the plots); DatasetError when there is none or the bag is damaged."""
+        if self._reader is not None:
+            connections = [c for c in self._reader.connections if c.topic == topic]
+            for connection, log_time, data in self._reader.messages(connections=connections, start=stamp,
+                                                                    stop=stamp + window):
+                msg = self.deserialize(RawMessage(topic, connection.msgtype, log_time, data))
+                if msg is not None and msg.header.stamp.sec * NS + msg.header.stamp.nanosec == stamp:
+                    return msg
+        raise DatasetError(f"{self.path}: no {topic} message stamped {_stamp(stamp)} can be read back")
+
+    def raw(self, topics: Iterable[str]) -> Iterator["RawMessage"]:
+        """Serialized (CDR) messages of `topics` in time order, up to any damage."""
+        wanted = set(topics)
         if self._reader is not None:
             connections = [c for c in self._reader.connections if c.topic in wanted]
             if not connections:
@@ -142,7 +166,7 @@ class BagReader:
                                                 f"{type(error).__name__}: {error}")
                     return
                 count, last = count + 1, log_time
-                yield connection.topic, connection.msgtype, log_time, data, str(self.path)
+                yield RawMessage(connection.topic, connection.msgtype, log_time, data)
             return
         for file in self._files:
             count, last = 0, None
@@ -150,7 +174,7 @@ class BagReader:
                 for raw in McapScan(file):
                     if raw.topic in wanted:
                         count, last = count + 1, raw.log_time
-                        yield raw.topic, raw.msgtype, raw.log_time, raw.data, str(file)
+                        yield raw
             except (McapDamage, OSError) as error:
                 self.problem("corrupt_bag", f"{file}: cut off or damaged ({error}); used the {count} messages "
                                             f"before it{'' if last is None else ' (last at ' + _stamp(last) + ')'}")
