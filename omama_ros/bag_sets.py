@@ -49,12 +49,14 @@ class SetAssembler:
             bad_image, bad_query, unmatched_query; and unpaired_image).
         slop, queue_size: the node's sync_slop and sync_queue_size (defaults: the node's).
         compressed: images are CompressedImage.
+        labels: role ("ego", "exo", "queries") -> topic name, for the messages.
     """
 
     def __init__(self, direction: str, report: Callable[[str, str], None],
                  slop: float = BY_NAME["sync_slop"].default, queue_size: int = BY_NAME["sync_queue_size"].default,
-                 compressed: bool = False):
+                 compressed: bool = False, labels: dict[str, str] | None = None):
         self.direction = direction
+        self.labels = {"ego": "ego", "exo": "exo", "queries": "queries", **(labels or {})}
         self.source_view = VIEW_EGO if direction == "ego2exo" else VIEW_EXO
         self._report = report
         self.decode = conversions.compressed_to_rgb if compressed else conversions.image_to_rgb  # msg -> RGB
@@ -71,8 +73,8 @@ class SetAssembler:
             self._images[role].add(conversions.stamp_to_ns(msg.header.stamp))
             self._sync.add(0 if role == "ego" else 1, msg)
         elif not msg.queries:
-            self._report("bad_query", f"QueryArray at {_text(conversions.stamp_to_ns(msg.header.stamp))} "
-                                      "has no queries")
+            self._report("bad_query", f"{self.labels['queries']}: QueryArray at "
+                                      f"{_text(conversions.stamp_to_ns(msg.header.stamp))} has no queries")
         else:
             stamp = conversions.stamp_to_ns(msg.header.stamp)
             self._queries[stamp] = self._queries.get(stamp, 0) + len(msg.queries)
@@ -86,10 +88,11 @@ class SetAssembler:
         stamp matches no frame pair."""
         for role, stamps in self._images.items():
             for stamp in sorted(stamps):
-                self._report("unpaired_image", f"{role} image at {_text(stamp)} has no partner within the slop")
+                self._report("unpaired_image", f"{self.labels[role]}: image at {_text(stamp)} has no partner "
+                                               "within the slop")
         for stamp, count in sorted(self._queries.items()):
-            self._report("unmatched_query", f"{count} query(ies) stamped {_text(stamp)}: no frame pair has that "
-                                            "source stamp")
+            self._report("unmatched_query", f"{self.labels['queries']}: {count} query(ies) stamped {_text(stamp)}: "
+                                            "no frame pair has that source stamp")
 
     # ---- as the node's callbacks ---------------------------------------------------------------
     def _on_pair(self, ego, exo) -> None:
@@ -104,8 +107,8 @@ class SetAssembler:
     def _take(self, ready: list[WorkItem], unmatched: list[Unmatched]) -> None:
         for item in unmatched:
             self._queries.pop(item.stamp, None)
-            self._report("unmatched_query", f"{len(item.queries.queries)} query(ies) stamped {_text(item.stamp)}: "
-                                            f"{item.reason}")
+            self._report("unmatched_query", f"{self.labels['queries']}: {len(item.queries.queries)} query(ies) "
+                                            f"stamped {_text(item.stamp)}: {item.reason}")
         for item in ready:
             self._queries.pop(conversions.stamp_to_ns(item.queries.header.stamp), None)
         self._ready += ready
@@ -115,11 +118,12 @@ class SetAssembler:
         try:
             source, target = self.decode(source_msg), self.decode(target_msg)
         except conversions.ConversionError as error:
-            self._report("bad_image", f"set at {_text(item.pair.source_stamp)}: {error}")
+            self._report("bad_image", f"{self.labels['ego']} / {self.labels['exo']}: set at "
+                                      f"{_text(item.pair.source_stamp)}: {error}")
             return None
         masks, problems = query_masks(item.queries, source.shape[:2], self.source_view, self.direction)
         for index, problem in problems.items():
-            self._report("bad_query", f"query {index} ({item.queries.queries[index].id!r}) at "
+            self._report("bad_query", f"{self.labels['queries']}: query {index} ({item.queries.queries[index].id!r}) at "
                                       f"{_text(item.pair.source_stamp)}: {problem}")
         return FrameSet(item.pair.source_stamp, conversions.stamp_to_ns(target_msg.header.stamp),
                         source_msg.header.frame_id, target_msg.header.frame_id, source, target,

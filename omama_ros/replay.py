@@ -42,6 +42,7 @@ from omama_core.errors import OmamaError
 from . import conversions
 
 NODE_NAME = "omama"
+NODE_COMMAND = [sys.executable, "-m", "omama_ros.node"]  # the started node, before its --ros-args
 PUBLISH_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 CLOCK_PERIOD = 0.01  # s of wall time between /clock messages while waiting
 
@@ -141,9 +142,10 @@ class NodeProcess:
     """The node started for a live evaluation: `python -m omama_ros.node` in this process's
     network namespace and DDS settings, its output in `log_path`."""
 
-    def __init__(self, name: str, namespace: str, remaps: dict[str, str], params: dict[str, Any], log_path: Path):
-        command = [sys.executable, "-m", "omama_ros.node", "--ros-args", "-r", f"__node:={name}",
-                   "-r", f"__ns:={namespace}"]
+    def __init__(self, name: str, namespace: str, remaps: dict[str, str], params: dict[str, Any], log_path: Path,
+                 node_command: list[str] | None = None):
+        command = list(node_command or NODE_COMMAND)
+        command += ["--ros-args", "-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
         for source, target in remaps.items():
             command += ["-r", f"{source}:={target}"]
         for key, value in params.items():
@@ -263,8 +265,10 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
                   config: str = "default", device: str = "auto", node_params: dict | None = None,
                   record: str | os.PathLike | None = None, topics: Topics | None = None, direction: str | None = None,
                   startup_timeout: float = 300.0, drain: float = 10.0, plots: bool = True,
-                  progress: bool = True) -> dict[str, Any]:
-    """`omama bag eval-live` (module docstring). Returns the report written to out/metrics.json."""
+                  progress: bool = True, node_command: list[str] | None = None) -> dict[str, Any]:
+    """`omama bag eval-live` (module docstring). Returns the report written to out/metrics.json.
+    node_command: the started node's command line before --ros-args (default NODE_COMMAND;
+    tests start the node with an injected matcher)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if record is not None and Path(record).exists():
@@ -291,7 +295,7 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
                       "queries": prefix + opened.topics.queries}
             params = {"config": config, "device": device, "direction": opened.direction,
                       "image_transport": "compressed" if opened.topics.compressed else "raw", **(node_params or {})}
-            child = NodeProcess(NODE_NAME, namespace, remaps, params, out / "node.log")
+            child = NodeProcess(NODE_NAME, namespace, remaps, params, out / "node.log", node_command)
             child.wait_ready(startup_timeout)
         player = Player(node, inputs, rate, prefix=prefix)
         recorder = Recorder(node, f"{target}/matches", target)

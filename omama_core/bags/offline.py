@@ -31,9 +31,9 @@ from .scoring import Answer, answer_from_result, answers_from_match_array, score
 from .truth import BagTruth
 from .typestore import COMPRESSED_IMAGE, IMAGE, MATCH_ARRAY, QUERY_ARRAY
 
-# (direction, report(kind, message), compressed) -> an object with add(role, msg) -> [FrameSet],
-# finish() and decode(msg) -> HxWx3 RGB: omama_ros.bag_sets.SetAssembler.
-AssemblerFactory = Callable[[str, Callable[[str, str], None], bool], Any]
+# (direction, report(kind, message), compressed, labels role -> topic) -> an object with
+# add(role, msg) -> [FrameSet], finish() and decode(msg) -> HxWx3 RGB: omama_ros.bag_sets.SetAssembler.
+AssemblerFactory = Callable[[str, Callable[[str, str], None], bool, dict], Any]
 
 
 @dataclass
@@ -89,7 +89,9 @@ def evaluate_offline(bag: str | os.PathLike, out: str | os.PathLike, make_matche
     matcher = make_matcher(opened.direction)
     reader, truth = opened.reader, opened.truth()
     problems = Problems()
-    assembler = make_assembler(opened.direction, problems.add, opened.topics.compressed)
+    labels = {role: topic for topic, role in opened.roles.items()}
+    assembler = make_assembler(opened.direction, lambda kind, text: problems.add(kind, f"{bag}: {text}"),
+                               opened.topics.compressed, labels)
     answers: dict = {}
     set_ms: list[float] = []
     started = time.perf_counter()
@@ -126,7 +128,7 @@ def _answer(frame_set, matcher, masks: str, problems: Problems) -> dict:
             results = dict(zip(valid, matcher.match(frame_set.source, np.stack([frame_set.masks[i] for i in valid]),
                                                     frame_set.target)))
         except OmamaError as error:  # the node counts it (bad_input) and publishes nothing for the set
-            problems.add("bad_input", f"set at {frame_set.source_stamp}: {error}")
+            problems.add("bad_input", f"set at {frame_set.source_stamp} ns: {error}")
             return {}
     shape = frame_set.target.shape[:2]
     answers = {}

@@ -137,7 +137,7 @@ def _eval(args: argparse.Namespace) -> int:
     assembler = _assembler_factory(args)
     if args.results:
         report = evaluate_results(args.bag, args.results, args.out, _topics(args), args.direction,
-                                  decode_factory=lambda compressed: assembler("ego2exo", lambda *_: None, compressed).decode,
+                                  decode_factory=lambda compressed: assembler("ego2exo", lambda *_: None, compressed, None).decode,
                                   plots=not args.no_plots)
     else:
         from ..matcher import Matcher
@@ -166,8 +166,8 @@ def _assembler_factory(args: argparse.Namespace):
     if slop < 0 or queue < 1:
         raise DatasetError(f"--sync-slop must be >= 0 and --sync-queue-size >= 1, got {slop} and {queue}")
 
-    def make(direction: str, report, compressed: bool):
-        return SetAssembler(direction, report, slop=slop, queue_size=queue, compressed=compressed)
+    def make(direction: str, report, compressed: bool, labels: dict | None = None):
+        return SetAssembler(direction, report, slop=slop, queue_size=queue, compressed=compressed, labels=labels)
 
     return make
 
