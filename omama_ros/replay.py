@@ -100,9 +100,11 @@ class Player:
 
 
 def play_bag(bag: str | os.PathLike, rate: float = 1.0, clock: bool = False, loop: bool = False,
-             topics: list[str] | None = None, prefix: str = "", progress: bool = True) -> dict[str, Any]:
+             topics: list[str] | None = None, prefix: str = "", progress: bool = True,
+             wait_for_subscribers: bool = False, wait_timeout: float = 30.0) -> dict[str, Any]:
     """`omama bag play`: publish the bag (every topic of a type this ROS install knows, or
-    `topics`) until it ends (or Ctrl-C with `loop`)."""
+    `topics`) until it ends (or Ctrl-C with `loop`). wait_for_subscribers: start once every
+    played topic has a subscriber (up to `wait_timeout` s)."""
     reader = BagReader(bag)
     chosen = {}
     for topic, msgtype in reader.topics.items():
@@ -119,6 +121,9 @@ def play_bag(bag: str | os.PathLike, rate: float = 1.0, clock: bool = False, loo
     published, rounds = 0, 0
     try:
         player = Player(node, chosen, rate, clock, prefix)
+        if wait_for_subscribers and not player.wait_for_subscribers(list(chosen), wait_timeout):
+            reader.problem("no_subscriber", f"not every played topic has a subscriber after {wait_timeout:.0f} s; "
+                                            "played anyway")
         while True:
             rounds += 1
             total = reader.count(chosen)

@@ -51,3 +51,17 @@ class EchoMatcher:
             results.append(EchoResult(candidate if visible else np.zeros_like(candidate), box, visible, share,
                                       share, candidate, reason=None if visible else "below threshold"))
         return results
+
+
+def synthetic_bag(folder, frames: int = 20, seed: int = 0, **export_options):
+    """Render a one-take synthetic dataset under `folder`/synth and export it to
+    `folder`/take.bag; returns (dataset root, bag path)."""
+    from pathlib import Path
+
+    from omama_core.bags.export import export_bag
+    from omama_core.data.synth import write_dataset
+
+    root, bag = Path(folder) / "synth", Path(folder) / "take.bag"
+    write_dataset(root, 1, seed, frames, (0.0, 0.0, 1.0), False, 1)
+    export_bag(root, bag, progress=False, **export_options)
+    return root, bag

@@ -19,7 +19,7 @@ from omama_core.bags.typestore import IMAGE, MATCH_ARRAY, QUERY_ARRAY, typestore
 from omama_core.errors import DatasetError, OmamaError
 from omama_core.submission import read_submission
 from omama_ros.bag_sets import SetAssembler
-from tests.bag_fakes import EchoMatcher
+from tests.bag_fakes import EchoMatcher, synthetic_bag
 
 FRAMES = 20
 METRICS = ("iou", "location_error", "contour_accuracy", "visibility_balanced_accuracy")
@@ -35,23 +35,20 @@ def offline(bag, out, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def take(tmp_path_factory):
-    """A 20-frame synthetic take (seed 0: about a fifth of the Ego2Exo samples not visible)."""
-    from omama_core.data.synth import write_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    write_dataset(root, 1, 0, FRAMES, (0.0, 0.0, 1.0), False, 1)
-    return root
+def exported(tmp_path_factory):
+    """A 20-frame synthetic take (seed 0: about a fifth of the Ego2Exo samples not visible)
+    and its bag."""
+    return synthetic_bag(tmp_path_factory.mktemp("bags"), FRAMES)
 
 
 @pytest.fixture(scope="module")
-def bag(take, tmp_path_factory):
-    from omama_core.bags.export import export_bag
+def take(exported):
+    return exported[0]
 
-    path = tmp_path_factory.mktemp("bags") / "take.bag"
-    summary = export_bag(take, path, progress=False)
-    assert summary["samples"] == summary["dataset_samples"] and summary["frames"] == FRAMES
-    return path
+
+@pytest.fixture(scope="module")
+def bag(exported):
+    return exported[1]
 
 
 def rewrite(source: Path, target: Path, edit) -> Path:
@@ -77,6 +74,7 @@ def test_export_writes_the_samples_with_type_hashes(bag, take):
     from omama_core.data import CorrespondenceDataset
 
     reader = BagReader(bag)
+    assert len(list(reader.messages(["/ego/image"]))) == FRAMES
     assert reader.topics == {"/ego/image": IMAGE, "/exo/image": IMAGE, "/queries": QUERY_ARRAY,
                              "/ground_truth": MATCH_ARRAY}
     metadata = (bag / "metadata.yaml").read_text()

@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     play.add_argument("--loop", action="store_true", help="start again at the end (Ctrl-C stops)")
     play.add_argument("--topics", nargs="+", help="only these topics (default: every topic of a known type)")
     play.add_argument("--prefix", default="", help="publish under this namespace, e.g. /replay")
+    play.add_argument("--wait-for-subscribers", action="store_true",
+                      help="start only once every played topic has a subscriber (up to 30 s)")
 
     live = sub.add_parser("eval-live", help="replay a bag through the node and score its answers, latency and drops",
                           formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -195,7 +197,7 @@ def _play(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise DatasetError(f"--rate must be positive, got {args.rate}")
     summary = replay.play_bag(args.bag, rate=args.rate, clock=args.clock, loop=args.loop, topics=args.topics,
-                              prefix=args.prefix)
+                              prefix=args.prefix, wait_for_subscribers=args.wait_for_subscribers)
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -1,0 +1,105 @@
+"""omama bag play / eval-live over real DDS: a 20-frame synthetic bag replayed through the node.
+
+The node runs in its own process (tests/ros/fake_node.py --mode=echo: the real node with
+tests/bag_fakes.EchoMatcher injected, milliseconds per set); the offline side runs the same
+matcher, so live and offline answers can be compared exactly."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from omama_core.bags.offline import evaluate_offline, evaluate_results
+from omama_ros.bag_sets import SetAssembler
+from tests.bag_fakes import EchoMatcher, synthetic_bag
+
+HERE = Path(__file__).resolve().parent
+METRICS = ("iou", "location_error", "contour_accuracy", "visibility_balanced_accuracy")
+
+
+def echo_node(delay: float) -> list[str]:
+    return [sys.executable, str(HERE / "fake_node.py"), "--mode=echo", f"--delay={delay}"]
+
+
+def samples(path: Path) -> dict:
+    return {(row["object_name"], row["frame"]): row for row in map(json.loads, open(path))}
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    return synthetic_bag(tmp_path_factory.mktemp("bags"), 20)[1]
+
+
+def test_live_replay_gives_the_offline_masks_and_metrics(ros_available, bag, tmp_path):
+    from omama_ros.replay import evaluate_live
+
+    def assembler(direction, report, compressed, labels=None):
+        return SetAssembler(direction, report, compressed=compressed, labels=labels)
+
+    offline = evaluate_offline(bag, tmp_path / "offline", lambda d: EchoMatcher(), assembler, masks="published",
+                               plots=False, progress=False)
+    live = evaluate_live(bag, tmp_path / "live", rate=4.0, record=tmp_path / "answers.bag", plots=False,
+                         progress=False, node_command=echo_node(0.0))
+    assert live["dropped_arrays"] == 0 and live["answered_arrays"] == live["query_arrays"] == 20
+    assert live["ego2exo"]["unanswered"] == 0 and live["node_exit"] in (0, None)
+    for name in METRICS + ("samples", "visible_in_target", "predicted_visible"):
+        assert live["ego2exo"][name] == pytest.approx(offline["ego2exo"][name], abs=1e-12)
+    ours, theirs = samples(tmp_path / "offline/samples_ego2exo.jsonl"), samples(tmp_path / "live/samples_ego2exo.jsonl")
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k]["mask_rle"] == theirs[k]["mask_rle"] and ours[k]["visible"] == theirs[k]["visible"]
+               for k in ours)
+    latency = live["latency_ms"]
+    assert latency["count"] == 20 and 0 < latency["p50"] <= latency["p95"] <= latency["max"]
+    assert live["node_rss_mb"]["peak"] > 0
+    rescored = evaluate_results(bag, tmp_path / "answers.bag", tmp_path / "rescored", plots=False, progress=False)
+    assert {k: rescored["ego2exo"][k] for k in METRICS} == {k: live["ego2exo"][k] for k in METRICS}
+
+
+def test_replay_faster_than_the_node_counts_drops_as_misses(ros_available, bag, tmp_path):
+    from omama_ros.replay import evaluate_live
+
+    live = evaluate_live(bag, tmp_path / "live", rate=10.0, drain=3.0, plots=False, progress=False,
+                         node_command=echo_node(0.8))
+    scored = live["ego2exo"]
+    assert live["dropped_arrays"] > 0 and live["answered_arrays"] + live["dropped_arrays"] == 20
+    assert scored["unanswered"] > 0 and scored["samples"] == scored["answered"] + scored["unanswered"]
+    rows = samples(tmp_path / "live/samples_ego2exo.jsonl").values()
+    misses = [row for row in rows if not row["answered"]]
+    assert len(misses) == scored["unanswered"] and all(not r["pred_exists"] and r["pred_area"] == 0 for r in misses)
+    rss = live["node_rss_mb"]
+    assert rss["peak"] - rss["start"] < 300  # latest-only: no backlog of 1.2 MB image sets builds up
+
+
+def test_play_publishes_the_bag_with_its_clock(ros_context, bag):
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    from omama_ros.msg import QueryArray
+    from omama_ros.replay import play_bag
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    node = rclpy.create_node("bag_listener", context=ros_context)
+    got = {"ego": [], "queries": [], "clock": []}
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Image, "/replay/ego/image", lambda m: got["ego"].append(m.header.stamp.sec), reliable)
+    node.create_subscription(QueryArray, "/replay/queries", lambda m: got["queries"].append(len(m.queries)), reliable)
+    node.create_subscription(Clock, "/clock", lambda m: got["clock"].append(m.clock.sec), 100)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        summary = play_bag(bag, rate=20.0, clock=True, prefix="/replay", progress=False,
+                           topics=["/ego/image", "/queries"], wait_for_subscribers=True)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+    assert summary["published"] == 40
+    assert len(got["ego"]) == 20 and sorted(got["ego"]) == got["ego"] and sum(got["queries"]) > 20
+    assert got["clock"] and min(got["clock"]) >= got["ego"][0] and max(got["clock"]) <= got["ego"][-1]
