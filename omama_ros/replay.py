@@ -325,8 +325,8 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-        if child and child.process.poll() is None:
-            child.stop()
+        if child:
+            child.stop()  # no-op when it was stopped above; always closes its log
     arrivals = list(recorder.arrivals)
     answers, latencies, processing, answered = {}, [], [], set()
     store = typestore()

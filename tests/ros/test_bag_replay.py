@@ -103,3 +103,37 @@ def test_play_publishes_the_bag_with_its_clock(ros_context, bag):
     assert summary["published"] == 40
     assert len(got["ego"]) == 20 and sorted(got["ego"]) == got["ego"] and sum(got["queries"]) > 20
     assert got["clock"] and min(got["clock"]) >= got["ego"][0] and max(got["clock"]) <= got["ego"][-1]
+
+
+@pytest.mark.slow
+def test_real_node_live_equals_offline(ros_available, bag, tmp_path):
+    """The real node (python -m omama_ros.node, a fast knn config) against the real Matcher offline."""
+    from omama_core import Matcher
+    from omama_ros.replay import evaluate_live
+
+    config = tmp_path / "fast.yaml"  # knn with a coarser segmentation: about 1-2 s per set on 2 cores
+    config.write_text("name: fast\ndirection: ego2exo\nbackbone: {kind: handcrafted}\n"
+                      "proposals: {kind: classical, max_masks: 100, max_side: 240, segment_scale: 50}\n"
+                      "head: {kind: knn}\nvisibility_threshold: 0.3\nwhole_object_margin: 0.05\n")
+
+    def assembler(direction, report, compressed, labels=None):
+        return SetAssembler(direction, report, compressed=compressed, labels=labels)
+
+    offline = evaluate_offline(bag, tmp_path / "offline", lambda d: Matcher.from_config(str(config), "cpu", d),
+                               assembler, masks="published", plots=False, progress=False)
+    live = evaluate_live(bag, tmp_path / "live", rate=0.2, config=str(config), device="cpu", plots=False,
+                         progress=False, drain=30.0)
+    assert live["dropped_arrays"] == 0, live["node_diagnostics"]
+    ours, theirs = samples(tmp_path / "offline/samples_ego2exo.jsonl"), samples(tmp_path / "live/samples_ego2exo.jsonl")
+    assert all(ours[k]["mask_rle"] == theirs[k]["mask_rle"] for k in ours)
+    for name in METRICS:
+        assert live["ego2exo"][name] == pytest.approx(offline["ego2exo"][name], abs=1e-12)
+
+
+def test_a_node_that_cannot_start_is_reported_with_its_log(ros_available, bag, tmp_path):
+    from omama_core.errors import OmamaError
+    from omama_ros.replay import evaluate_live
+
+    with pytest.raises(OmamaError, match=r"exited with code 1 at start-up(.|\n)*no_such_config"):
+        evaluate_live(bag, tmp_path / "live", config="no_such_config", device="cpu", plots=False, progress=False)
+    assert (tmp_path / "live/node.log").stat().st_size > 0
