@@ -252,7 +252,10 @@ class Recorder:
 
 def visibility_threshold(node, target: str, timeout: float = 5.0) -> float | None:
     """The node's visibility_threshold parameter (None when it cannot be read)."""
-    from rclpy.parameter_client import AsyncParameterClient
+    try:
+        from rclpy.parameter_client import AsyncParameterClient
+    except ImportError:  # rclpy before Iron: the threshold then only defaults the confidence mapping
+        return None
 
     client = AsyncParameterClient(node, target)
     if not client.wait_for_services(timeout_sec=timeout):

@@ -117,6 +117,19 @@ def test_offline_eval_equals_omama_eval_on_the_same_take(bag, take, tmp_path):
         assert (tmp_path / "bag" / name).stat().st_size > 0  # cases: images read back from the bag
 
 
+def test_exo2ego_bag_equals_omama_eval(take, tmp_path):
+    from omama_core.bags.export import export_bag
+    from omama_core.evaluation import evaluate_matcher
+
+    export_bag(take, tmp_path / "e.bag", direction="exo2ego", progress=False)
+    reference = evaluate_matcher(take, "test", ["exo2ego"], lambda direction: EchoMatcher(), tmp_path / "ref",
+                                 plots=False, progress=False)["exo2ego"]
+    report = offline(tmp_path / "e.bag", tmp_path / "bag")
+    assert report["direction"] == "exo2ego" and report["exo2ego"]["samples"] == reference["samples"]
+    for name in METRICS:
+        assert report["exo2ego"][name] == pytest.approx(reference[name], abs=1e-12)
+
+
 def test_published_masks_score_not_visible_answers_as_empty(bag, tmp_path):
     candidate = offline(bag, tmp_path / "c")["ego2exo"]
     published = offline(bag, tmp_path / "p", masks="published")["ego2exo"]

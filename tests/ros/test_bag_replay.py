@@ -74,6 +74,16 @@ def test_replay_faster_than_the_node_counts_drops_as_misses(ros_available, bag, 
     assert rss["peak"] - rss["start"] < 300  # latest-only: no backlog of 1.2 MB image sets builds up
 
 
+def test_eval_live_attaches_to_a_running_node(ros_available, start_node, bag, tmp_path):
+    from omama_ros.replay import evaluate_live
+
+    node = start_node({"direction": "ego2exo"}, fake={"mode": "echo", "delay": 0.0}, name="omama")
+    assert node.wait_for_log("ready:", 60), node.log()
+    live = evaluate_live(bag, tmp_path / "live", rate=4.0, attach="/omama", plots=False, progress=False)
+    assert live["attached"] and live["node_rss_mb"] is None and live["dropped_arrays"] == 0
+    assert live["ego2exo"]["unanswered"] == 0 and live["visibility_threshold"] == pytest.approx(0.005)
+
+
 def test_play_publishes_the_bag_with_its_clock(ros_context, bag):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
