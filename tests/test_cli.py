@@ -76,9 +76,9 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("match", "demo", "synth", "train", "eval"):
+    for command in ("match", "demo", "synth", "train", "eval", "bag"):
         assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), (command, out)
-    assert set(COMMANDS) == {"match", "demo", "synth", "train", "train-backbone", "eval"}
+    assert set(COMMANDS) == {"match", "demo", "synth", "train", "train-backbone", "eval", "bag"}
 
 
 def test_match_help_lists_its_options(capsys):
