@@ -100,8 +100,8 @@ class SetAssembler:
         self._images["ego"].discard(conversions.stamp_to_ns(ego.header.stamp))
         self._images["exo"].discard(conversions.stamp_to_ns(exo.header.stamp))
         source, target = (ego, exo) if self.direction == "ego2exo" else (exo, ego)
-        ready, unmatched = self._pairer.add_pair(FramePair(source, target, conversions.stamp_to_ns(source.header.stamp)),
-                                                 0.0)
+        pair = FramePair(source, target, conversions.stamp_to_ns(source.header.stamp))
+        ready, unmatched = self._pairer.add_pair(pair, 0.0)
         self._take(ready, unmatched)
 
     def _take(self, ready: list[WorkItem], unmatched: list[Unmatched]) -> None:
@@ -123,7 +123,8 @@ class SetAssembler:
             return None
         masks, problems = query_masks(item.queries, source.shape[:2], self.source_view, self.direction)
         for index, problem in problems.items():
-            self._report("bad_query", f"{self.labels['queries']}: query {index} ({item.queries.queries[index].id!r}) at "
+            self._report("bad_query", f"{self.labels['queries']}: query {index} "
+                                      f"({item.queries.queries[index].id!r}) at "
                                       f"{_text(item.pair.source_stamp)}: {problem}")
         return FrameSet(item.pair.source_stamp, conversions.stamp_to_ns(target_msg.header.stamp),
                         source_msg.header.frame_id, target_msg.header.frame_id, source, target,

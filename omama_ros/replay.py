@@ -58,7 +58,9 @@ class Player:
 
     def __init__(self, node, topics: dict[str, str], rate: float = 1.0, clock: bool = False, prefix: str = ""):
         self.node, self.rate, self.prefix = node, float(rate), prefix.rstrip("/")
-        self.publishers = {topic: node.create_publisher(message_class(msgtype), self.prefix + topic, PUBLISH_QOS)
+        # a recorded clock stays global: /clock under a prefix would reach no node
+        self.publishers = {topic: node.create_publisher(message_class(msgtype),
+                                                        topic if msgtype == CLOCK else self.prefix + topic, PUBLISH_QOS)
                            for topic, msgtype in topics.items()}
         self._clock = node.create_publisher(message_class(CLOCK), "/clock", 10) if clock else None
         self._start_wall: float | None = None
@@ -108,8 +110,8 @@ def play_bag(bag: str | os.PathLike, rate: float = 1.0, clock: bool = False, loo
     reader = BagReader(bag)
     chosen = {}
     for topic, msgtype in reader.topics.items():
-        if topics and topic not in topics:
-            continue
+        if (topics and topic not in topics) or (clock and msgtype == CLOCK):
+            continue  # with --clock the player publishes the bag's time itself
         try:
             message_class(msgtype)
             chosen[topic] = msgtype
@@ -127,7 +129,8 @@ def play_bag(bag: str | os.PathLike, rate: float = 1.0, clock: bool = False, loo
         while True:
             rounds += 1
             total = reader.count(chosen)
-            for raw in tqdm(reader.raw(chosen), total=total, desc=f"playing x{rate:g}", unit="msg", disable=not progress):
+            for raw in tqdm(reader.raw(chosen), total=total, desc=f"playing x{rate:g}", unit="msg",
+                            disable=not progress):
                 player.publish(raw.topic, raw.log_time, raw.data)
                 published += 1
             if not loop:
@@ -139,7 +142,8 @@ def play_bag(bag: str | os.PathLike, rate: float = 1.0, clock: bool = False, loo
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    return {"bag": str(bag), "topics": sorted(prefix.rstrip("/") + t for t in chosen), "published": published,
+    return {"bag": str(bag), "topics": sorted(t if m == CLOCK else prefix.rstrip("/") + t for t, m in chosen.items())
+            + (["/clock"] if clock else []), "published": published,
             "rounds": rounds, "rate": rate, "clock": clock, "problems": reader.problems}
 
 

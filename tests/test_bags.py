@@ -104,7 +104,8 @@ def test_offline_eval_equals_omama_eval_on_the_same_take(bag, take, tmp_path):
     assert (ours["samples"], ours["visible_in_target"], ours["predicted_visible"], ours["unanswered"]) == \
         (reference["samples"], reference["visible_in_target"], reference["predicted_visible"], 0)
     assert report["protocol"] == "joint" and report["sets"] == FRAMES and not report["bag_problems"]
-    ref_rows = {(r["object_name"], r["frame"]): r for r in map(json.loads, open(tmp_path / "ref/samples_ego2exo.jsonl"))}
+    rows = map(json.loads, open(tmp_path / "ref/samples_ego2exo.jsonl"))
+    ref_rows = {(r["object_name"], r["frame"]): r for r in rows}
     for row in map(json.loads, open(tmp_path / "bag/samples_ego2exo.jsonl")):
         expected = ref_rows[(row["object_name"], row["frame"])]
         assert {k: row[k] for k in ("iou", "gt_exists", "pred_exists", "gt_area", "pred_area")} == \
@@ -155,7 +156,8 @@ def test_truncated_bag_scores_what_comes_before_the_damage(bag, tmp_path):
 
 
 def test_bag_without_ground_truth_is_scored_for_latency_and_drops_only(bag, tmp_path):
-    plain = rewrite(bag, tmp_path / "plain.bag", lambda t, m, ns, msg: [] if t == "/ground_truth" else [(t, m, ns, msg)])
+    plain = rewrite(bag, tmp_path / "plain.bag",
+                    lambda t, m, ns, msg: [] if t == "/ground_truth" else [(t, m, ns, msg)])
     report = offline(plain, tmp_path / "out")
     assert report["ground_truth"] is False and "latency and drops only" in report["note"]
     assert report["sets"] == FRAMES and "ego2exo" not in report

@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -167,7 +165,8 @@ def evaluate_results(bag: str | os.PathLike, results: str | os.PathLike, out: st
         answers.update(answers_from_match_array(message.msg, threshold))
     problems = Problems()
     report = {"mode": "results", "bag": str(bag), "results": str(results), "direction": opened.direction,
-              "masks": "published", "answer_arrays": answers_bag.count([results_topic]), **problems.merged(opened.reader)}
+              "masks": "published", "answer_arrays": answers_bag.count([results_topic]),
+              **problems.merged(opened.reader)}
     if answers_bag.problems:
         report["result_bag_problems"] = answers_bag.problems
     loader = image_loader(opened, truth, decode_factory(opened.topics.compressed)) if decode_factory else None

@@ -21,7 +21,13 @@ import numpy as np
 from ..data.rle import decode_rle, encode_rle
 from ..evaluation import score_samples, summarize, write_report
 from ..metrics import resize_nearest
-from ..submission import Prediction, build_submission, confidence_from_visibility, target_evaluation_size, write_submission
+from ..submission import (
+    Prediction,
+    build_submission,
+    confidence_from_visibility,
+    target_evaluation_size,
+    write_submission,
+)
 from .messages import mask_of, stamp_ns
 from .truth import BagTruth, Key
 

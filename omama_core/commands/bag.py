@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     live = sub.add_parser("eval-live", help="replay a bag through the node and score its answers, latency and drops",
                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                          epilog="examples:\n  omama bag eval-live runs/test.bag --config knn --rate 0.5 --out runs/live\n"
+                          epilog="examples:\n"
+                                 "  omama bag eval-live runs/test.bag --config knn --rate 0.5 --out runs/live\n"
                                  "  omama bag eval-live runs/test.bag --attach /omama --out runs/live   "
                                  "(a node already running, subscribed to the bag's topics)")
     live.add_argument("bag", help="rosbag2 folder (or an .mcap file)")
@@ -138,9 +139,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     assembler = _assembler_factory(args)
     if args.results:
+        def decoder(compressed: bool):  # the node's image decoding, for the plots' cases
+            return assembler("ego2exo", lambda *_: None, compressed, None).decode
+
         report = evaluate_results(args.bag, args.results, args.out, _topics(args), args.direction,
-                                  decode_factory=lambda compressed: assembler("ego2exo", lambda *_: None, compressed, None).decode,
-                                  plots=not args.no_plots)
+                                  decode_factory=decoder, plots=not args.no_plots)
     else:
         from ..matcher import Matcher
 
