@@ -335,7 +335,7 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
         if child:
             child.stop()  # no-op when it was stopped above; always closes its log
     arrivals = list(recorder.arrivals)
-    answers, latencies, processing, answered = {}, [], [], set()
+    answers, latencies, processing, answered, records = {}, [], [], set(), {}
     store = typestore()
     for arrived, _, data in arrivals:
         msg = store.deserialize_cdr(data, MATCH_ARRAY)
@@ -345,9 +345,13 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
         answered.add(source)
         sent = [published.get(("source", source)), published.get(("target", target_stamp)),
                 published.get(("queries", source))]
-        if all(t is not None for t in sent):
-            latencies.append((arrived - max(sent)) * 1000.0)
+        latency = (arrived - max(sent)) * 1000.0 if all(t is not None for t in sent) else None
+        if latency is not None:
+            latencies.append(latency)
         processing.append(float(msg.processing_ms))
+        records[source] = {"source_stamp": source, "target_stamp": target_stamp, "answered": True,
+                           "queries": len(msg.matches), "latency_ms": None if latency is None else round(latency, 1),
+                           "processing_ms": round(float(msg.processing_ms), 1)}
     first_sent = min(published.values()) if published else None
     span = (arrivals[-1][0] - first_sent) if arrivals and first_sent is not None else None
     play_span = (max(published.values()) - first_sent) if published else None
@@ -371,7 +375,8 @@ def evaluate_live(bag: str | os.PathLike, out: str | os.PathLike, rate: float = 
         report["record"] = str(record)
     loader = image_loader(opened, truth, conversions.compressed_to_rgb if opened.topics.compressed
                           else conversions.image_to_rgb)
-    return score_bag(truth, answers, out, report, loader, plots, progress)
+    sets = [records.get(stamp, {"source_stamp": stamp, "answered": False}) for stamp in arrays]
+    return score_bag(truth, answers, out, report, loader, plots, progress, sets)
 
 
 def _play_inputs(reader: BagReader, opened, truth, player: Player, progress: bool):

@@ -161,6 +161,8 @@ def test_bag_without_ground_truth_is_scored_for_latency_and_drops_only(bag, tmp_
     report = offline(plain, tmp_path / "out")
     assert report["ground_truth"] is False and "latency and drops only" in report["note"]
     assert report["sets"] == FRAMES and "ego2exo" not in report
+    sets = [json.loads(line) for line in open(tmp_path / "out/sets.jsonl")]
+    assert len(sets) == FRAMES and all(s["answered"] and s["queries"] > 0 for s in sets)
     assert json.loads((tmp_path / "out/metrics.json").read_text())["ground_truth"] is False
 
 

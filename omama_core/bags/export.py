@@ -25,7 +25,16 @@ from ..metrics import evaluation_size, resize_nearest
 from ..submission import target_evaluation_size
 from . import messages
 from .layout import CUSTOM_DATA_KEY, NS, BagInfo, Segment, Topics, frame_offset_ns
-from .typestore import CLOCK, COMPRESSED_IMAGE, IMAGE, MATCH_ARRAY, QUERY_ARRAY, message_class, typestore
+from .typestore import (
+    CLOCK,
+    COMPRESSED_IMAGE,
+    IMAGE,
+    MATCH_ARRAY,
+    QUERY_ARRAY,
+    message_class,
+    require_rosbags,
+    typestore,
+)
 
 START_NS = 1_700_000_000 * NS  # first segment's start: a plausible wall-clock time
 GAP_NS = 2 * NS  # between segments: more than any sync slop, so segments never pair across
@@ -46,6 +55,7 @@ def export_bag(
     """Write the samples of `root`'s `split` (optionally only `takes`) in `direction` to the
     bag folder `out` (must not exist). compressed: None (rgb8 Image), "png" or "jpeg".
     Returns a summary (counts, seconds, size)."""
+    require_rosbags()
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     started = time.perf_counter()

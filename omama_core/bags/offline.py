@@ -92,6 +92,7 @@ def evaluate_offline(bag: str | os.PathLike, out: str | os.PathLike, make_matche
                                opened.topics.compressed, labels)
     answers: dict = {}
     set_ms: list[float] = []
+    records: list[dict] = []
     started = time.perf_counter()
     bar = tqdm(total=reader.count(opened.roles), desc="bag eval", unit="msg", disable=not progress)
     for message in reader.messages(opened.roles):
@@ -104,8 +105,13 @@ def evaluate_offline(bag: str | os.PathLike, out: str | os.PathLike, make_matche
             truth.add_queries(message.msg)
         for frame_set in assembler.add(role, message.msg):
             set_started = time.perf_counter()
-            answers.update(_answer(frame_set, matcher, masks, problems))
+            answered = _answer(frame_set, matcher, masks, problems)
+            answers.update(answered)
             set_ms.append((time.perf_counter() - set_started) * 1000.0)
+            records.append({"source_stamp": frame_set.source_stamp, "target_stamp": frame_set.target_stamp,
+                            "source_frame_id": frame_set.source_frame_id, "target_frame_id": frame_set.target_frame_id,
+                            "queries": len(frame_set.ids), "invalid_queries": len(frame_set.problems),
+                            "answered": bool(answered), "ms": round(set_ms[-1], 1)})
     bar.close()
     assembler.finish()
     report = {"mode": "offline", "bag": str(bag), "direction": opened.direction, "masks": masks,
@@ -113,7 +119,7 @@ def evaluate_offline(bag: str | os.PathLike, out: str | os.PathLike, make_matche
               "processing_ms": stats(set_ms), "seconds": round(time.perf_counter() - started, 2),
               **problems.merged(reader)}
     loader = image_loader(opened, truth, assembler.decode)
-    return score_bag(truth, answers, out, report, loader, plots, progress)
+    return score_bag(truth, answers, out, report, loader, plots, progress, records)
 
 
 def _answer(frame_set, matcher, masks: str, problems: Problems) -> dict:

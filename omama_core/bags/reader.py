@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from ..errors import DatasetError
 from .layout import CUSTOM_DATA_KEY, NS, BagInfo
 from .mcap_scan import McapDamage, McapScan, RawMessage
-from .typestore import typestore
+from .typestore import require_rosbags, typestore
 
 MAX_LISTED = 20  # problems kept with their message (all are counted)
 
@@ -63,6 +63,8 @@ class BagReader:
 
     def _open_rosbag2(self) -> None:
         import yaml
+
+        require_rosbags()
         from rosbags.rosbag2 import Reader
 
         try:

@@ -67,12 +67,17 @@ def answers_from_match_array(msg, threshold: float) -> dict[Key, Answer]:
 
 
 def score_bag(truth: BagTruth, answers: dict[Key, Answer], out: str | os.PathLike, report: dict[str, Any],
-              load_image=None, plots: bool = True, progress: bool = True) -> dict[str, Any]:
+              load_image=None, plots: bool = True, progress: bool = True,
+              sets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Score `answers` against the bag's ground truth; write metrics.json (with `report`'s
-    fields), samples_{direction}.jsonl, submission.json and plots to `out`. Returns the report.
-    Without ground truth only `report` (latency, drops, problems) is written."""
+    fields), samples_{direction}.jsonl, submission.json, plots and sets.jsonl (`sets`: one
+    record per set or query array) to `out`. Returns the report. Without ground truth only
+    `report` (latency, drops, problems) and sets.jsonl are written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sets.jsonl", "w", encoding="utf-8") as handle:
+        for record in sets or []:
+            handle.write(json.dumps(record) + "\n")
     direction = truth.direction
     report = {**report, "protocol": QUERY_PROTOCOL, "protocol_description": PROTOCOL_DESCRIPTION,
               "masks_description": MASKS[report.get("masks", "candidate")], "ground_truth": truth.has_ground_truth}

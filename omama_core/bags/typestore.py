@@ -38,9 +38,19 @@ def msg_dir() -> Path:
                        + "; run from the repository or source the workspace that installed omama_ros")
 
 
+def require_rosbags() -> None:
+    """DatasetError with the fix when the `rosbags` package is missing."""
+    try:
+        import rosbags  # noqa: F401
+    except ImportError:
+        raise DatasetError("omama bag needs the rosbags package (pure Python, no ROS needed): "
+                           "pip install rosbags (it is in requirements/ros.txt)") from None
+
+
 @functools.lru_cache(maxsize=1)
 def typestore():
     """A rosbags Typestore with ROS 2 Kilted's standard types and omama_ros/msg/*."""
+    require_rosbags()
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)

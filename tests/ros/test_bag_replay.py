@@ -70,6 +70,8 @@ def test_replay_faster_than_the_node_counts_drops_as_misses(ros_available, bag, 
     rows = samples(tmp_path / "live/samples_ego2exo.jsonl").values()
     misses = [row for row in rows if not row["answered"]]
     assert len(misses) == scored["unanswered"] and all(not r["pred_exists"] and r["pred_area"] == 0 for r in misses)
+    sets = [json.loads(line) for line in open(tmp_path / "live/sets.jsonl")]
+    assert len(sets) == 20 and sum(not s["answered"] for s in sets) == live["dropped_arrays"]
     rss = live["node_rss_mb"]
     assert rss["peak"] - rss["start"] < 300  # latest-only: no backlog of 1.2 MB image sets builds up
 
