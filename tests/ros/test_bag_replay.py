@@ -86,6 +86,50 @@ def test_eval_live_attaches_to_a_running_node(ros_available, start_node, bag, tm
     assert live["ego2exo"]["unanswered"] == 0 and live["visibility_threshold"] == pytest.approx(0.005)
 
 
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_bag_of_rclpy_serialized_messages_is_read(ros_available, tmp_path, storage):
+    """Messages serialized by rclpy itself (what `ros2 bag record` stores), bgr8 ego and mono8
+    exo images, ground truth from the exo masks: read, paired and scored."""
+    import roskit
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from omama_core.bags.typestore import typestore
+    from omama_ros.conversions import array_to_image, mask_to_image
+    from omama_ros.msg import Match, MatchArray
+
+    bag = tmp_path / "recorded.bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin[storage.upper()]) as writer:
+        store = typestore()
+        topics = {"/ego/image": "sensor_msgs/msg/Image", "/exo/image": "sensor_msgs/msg/Image",
+                  "/queries": "omama_ros/msg/QueryArray", "/ground_truth": "omama_ros/msg/MatchArray"}
+        connections = {t: writer.add_connection(t, m, typestore=store) for t, m in topics.items()}
+        for frame in range(3):
+            ns = 1_000_000_000 * (100 + frame)
+            ego, exo, ego_masks, exo_masks = roskit.make_scene(frame)
+            ego_msg = array_to_image(ego[:, :, ::-1], "bgr8", roskit.header(ns, "ego_cam"))
+            exo_msg = array_to_image(exo[:, :, 0], "mono8", roskit.header(ns + 5_000_000, "exo_cam"))
+            queries = roskit.query_array(ns, list(ego_masks), ["a", "b", "c"], frame_id="ego_cam")
+            truth = MatchArray(header=exo_msg.header, source_stamp=roskit.stamp(ns), matches=[
+                Match(header=exo_msg.header, query_id=name, visible=True, mask=mask_to_image(mask))
+                for name, mask in zip("abc", exo_masks)])
+            for topic, msg in (("/ego/image", ego_msg), ("/exo/image", exo_msg), ("/queries", queries),
+                               ("/ground_truth", truth)):
+                writer.write(connections[topic], ns + 10_000_000, serialize_message(msg))
+
+    def assembler(direction, report, compressed, labels=None):
+        return SetAssembler(direction, report, compressed=compressed, labels=labels)
+
+    report = evaluate_offline(bag, tmp_path / "out", lambda d: EchoMatcher(), assembler, plots=True, progress=False)
+    assert report["sets"] == 3 and not report["bag_problems"], report["problems"]
+    scored = report["ego2exo"]
+    assert scored["samples"] == 9 and scored["unanswered"] == 0 and scored["iou"] > 0
+    rows = samples(tmp_path / "out/samples_ego2exo.jsonl")
+    assert {(r["take"], r["source_camera"], r["target_camera"]) for r in rows.values()} == \
+        {("recorded.bag", "ego_cam", "exo_cam")}
+    assert sorted({frame for _, frame in rows}) == [0, 30, 60]  # 30 fps frame numbers from the first query
+
+
 def test_play_publishes_the_bag_with_its_clock(ros_context, bag):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
