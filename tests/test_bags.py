@@ -51,14 +51,22 @@ def bag(exported):
     return exported[1]
 
 
-def rewrite(source: Path, target: Path, edit) -> Path:
+def keep(topic, msgtype, ns, msg):
+    return [(topic, msgtype, ns, msg)]
+
+
+def rewrite(source: Path, target: Path, edit=keep, zstd: bool = False) -> Path:
     """Copy a bag message by message; edit(topic, msgtype, log_time, msg) returns the
-    (topic, msgtype, log_time, msg) tuples to write instead (none drops the message)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    (topic, msgtype, log_time, msg) tuples to write instead (none drops the message);
+    zstd: compress the mcap chunks (as `ros2 bag record --compression-mode storage` would)."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
     reader, store = BagReader(source), typestore()
     connections = {}
-    with Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    writer = Writer(target, version=9, storage_plugin=StoragePlugin.MCAP)
+    if zstd:
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with writer:
         for message in reader.messages(reader.topics):
             for topic, msgtype, log_time, msg in edit(message.topic, reader.topics[message.topic], message.log_time,
                                                       message.msg):
@@ -140,9 +148,13 @@ def test_published_masks_score_not_visible_answers_as_empty(bag, tmp_path):
         assert row["pred_exists"] or row["pred_area"] == 0
 
 
-def test_truncated_bag_scores_what_comes_before_the_damage(bag, tmp_path):
+@pytest.mark.parametrize("zstd", [False, True], ids=["plain", "zstd-chunks"])
+def test_truncated_bag_scores_what_comes_before_the_damage(bag, tmp_path, zstd):
     damaged = tmp_path / "cut.bag"
-    shutil.copytree(bag, damaged)
+    if zstd:
+        rewrite(bag, damaged, zstd=True)
+    else:
+        shutil.copytree(bag, damaged)
     mcap = next(damaged.glob("*.mcap"))
     data = mcap.read_bytes()
     mcap.write_bytes(data[: len(data) * 6 // 10])

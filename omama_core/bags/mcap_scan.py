@@ -4,7 +4,7 @@ A recorder that was killed, a full disk or a broken copy leave an MCAP file with
 footer and index, which indexed readers (rosbags included) refuse at open. This reader walks
 the records from the start (https://mcap.dev/spec: opcode u8, length u64, body) and stops at
 the first one that is cut off or malformed, so everything before the damage is still used.
-Chunks may be uncompressed or lz4 (zstd needs the `zstandard` package).
+Chunks may be uncompressed, lz4 or zstd (the decompressors rosbags itself uses).
 """
 
 from __future__ import annotations
@@ -128,8 +128,11 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes:
         return lz4.frame.decompress(data)
     if compression == "zstd":
         try:
-            import zstandard
+            from compression import zstd  # Python 3.14
         except ImportError:
-            raise ValueError("chunk is zstd-compressed: pip install zstandard to read this damaged file") from None
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+            try:
+                from backports import zstd  # a dependency of rosbags before 3.14
+            except ImportError:
+                raise ValueError("chunk is zstd-compressed: pip install backports.zstd") from None
+        return zstd.decompress(data)
     raise ValueError(f"unknown chunk compression {compression!r}")
