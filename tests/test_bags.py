@@ -249,6 +249,23 @@ def test_images_of_ros_encodings_decode_as_the_node_decodes(encoding):
     assert np.array_equal(SetAssembler("ego2exo", print).decode(msg), rgb)
 
 
+def test_offline_side_imports_no_rclpy():
+    import subprocess
+
+    code = ("import sys; import omama_core.commands.bag, omama_core.bags.offline, omama_core.bags.export, "
+            "omama_ros.bag_sets; bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py') "
+            "or m == 'omama_ros.msg']; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bare_mcap_file_is_a_bag(bag, tmp_path):
+    report = offline(next(bag.glob("*.mcap")), tmp_path / "out")
+    assert not report["bag_problems"] and report["ego2exo"]["unanswered"] == 0
+    assert report["ego2exo"]["dataset"]["takes"] == 1  # no metadata: one take named after the file
+
+
 def test_cli_help_and_a_clear_error_without_ros(monkeypatch, capsys):
     from omama_core import cli
     from omama_core.commands import bag as command

@@ -55,8 +55,9 @@ class BagReader:
             if not self._files or any(f.suffix != ".mcap" for f in self._files):
                 raise DatasetError(f"{self.path} is not a bag: expected a rosbag2 folder (metadata.yaml with "
                                    ".mcap or .db3 files) or an .mcap file")
-            self.problem("no_metadata", f"{self.path}: no metadata.yaml (a recording that was not closed?); "
-                                        "reading the .mcap file(s) record by record")
+            if self.path.is_dir():  # an .mcap file given alone needs no metadata
+                self.problem("no_metadata", f"{self.path}: no metadata.yaml (a recording that was not closed?); "
+                                            "reading the .mcap file(s) record by record")
         if self._files:
             for file in self._files:
                 self.topics.update(McapScan(file).topics())
