@@ -278,4 +278,4 @@ def test_cli_help_and_a_clear_error_without_ros(monkeypatch, capsys):
     assert "example" in capsys.readouterr().out
     monkeypatch.setitem(sys.modules, "rclpy", None)  # import rclpy -> ImportError
     with pytest.raises(OmamaError, match="needs a ROS 2 environment: source your ROS install"):
-        command._replay_module("eval-live")
+        command._ros_module("eval-live", "replay")

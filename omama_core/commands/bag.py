@@ -12,6 +12,7 @@ Without the `omama` script (a colcon install): python -m omama_core.cli bag ... 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 
 from ..errors import DatasetError, OmamaError
@@ -177,8 +178,8 @@ def _assembler_factory(args: argparse.Namespace):
     return make
 
 
-def _replay_module(command: str):
-    """omama_ros.replay, or a clear error where there is no ROS 2 environment."""
+def _ros_module(command: str, name: str):
+    """omama_ros.<name> (player or replay), or a clear error where there is no ROS 2 environment."""
     try:
         import rclpy  # noqa: F401
     except ImportError as error:
@@ -190,16 +191,14 @@ def _replay_module(command: str):
     except ImportError as error:
         raise OmamaError(f"omama bag {command} needs the omama_ros messages built: colcon build (ROS install) or "
                          f"scripts/build_ros_interfaces.sh (pip wheels) ({error})") from None
-    from omama_ros import replay
-
-    return replay
+    return importlib.import_module(f"omama_ros.{name}")
 
 
 def _play(args: argparse.Namespace) -> int:
-    replay = _replay_module("play")
+    player = _ros_module("play", "player")
     if args.rate <= 0:
         raise DatasetError(f"--rate must be positive, got {args.rate}")
-    summary = replay.play_bag(args.bag, rate=args.rate, clock=args.clock, loop=args.loop, topics=args.topics,
+    summary = player.play_bag(args.bag, rate=args.rate, clock=args.clock, loop=args.loop, topics=args.topics,
                               prefix=args.prefix, wait_for_subscribers=args.wait_for_subscribers)
     print(json.dumps(summary, indent=1))
     return 0
@@ -209,7 +208,7 @@ def _eval_live(args: argparse.Namespace) -> int:
     from ..bags.report import summary_table
     from ..config import parse_overrides
 
-    replay = _replay_module("eval-live")
+    replay = _ros_module("eval-live", "replay")
     if args.rate <= 0:
         raise DatasetError(f"--rate must be positive, got {args.rate}")
     params = parse_overrides(args.node_param)

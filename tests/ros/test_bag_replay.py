@@ -135,7 +135,7 @@ def test_play_publishes_the_bag_with_its_clock(ros_context, bag):
     from sensor_msgs.msg import Image
 
     from omama_ros.msg import QueryArray
-    from omama_ros.replay import play_bag
+    from omama_ros.player import play_bag
 
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
