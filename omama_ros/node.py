@@ -38,6 +38,7 @@ from .health import ERROR, Health, diagnostic_array
 from .msg import Match, MatchArray, Query, QueryArray
 from .overlay import render_overlay
 from .pairing import FramePair, QueryPairer, Unmatched, WorkItem
+from .queries import query_masks
 from .parameters import BY_NAME, PARAMS, check_choice, descriptor
 from .sync import make_synchronizer
 from .worker import LatestOnlyWorker
@@ -171,33 +172,13 @@ class OmamaNode(Node):
         except conversions.ConversionError as error:
             self.health.error("bad_image", str(error))
             return
-        masks, problems = self._query_masks(item.queries, source.shape[:2])
+        masks, problems = query_masks(item.queries, source.shape[:2], self.source_view, self.direction)
         for index, problem in problems.items():
             self.health.error("bad_query", f"query {index} ({item.queries.queries[index].id!r}): {problem}")
         valid = [index for index in range(len(masks)) if index not in problems]
         results = dict(zip(valid, self.matcher.match(source, np.stack([masks[i] for i in valid]), target))) \
             if valid else {}
         self._publish(item, target, results, problems, started)
-
-    def _query_masks(self, queries: QueryArray, shape: tuple[int, int]) -> tuple[list, dict[int, str]]:
-        """Per query: its (H, W) bool mask (None when invalid) and, for invalid ones, why."""
-        masks, problems = [], {}
-        array_stamp = conversions.stamp_to_ns(queries.header.stamp)
-        for index, query in enumerate(queries.queries):
-            mask, stamp = None, conversions.stamp_to_ns(query.header.stamp)
-            try:
-                if query.source_view != self.source_view:
-                    raise ValueError(f"source_view {query.source_view} does not fit direction {self.direction}")
-                if stamp not in (0, array_stamp):
-                    raise ValueError("its stamp differs from the QueryArray's")
-                mask = conversions.mask_to_bool(query.mask)
-                if mask.shape != shape:
-                    raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its source image is "
-                                     f"{shape[1]}x{shape[0]} (WxH)")
-            except ValueError as error:  # ConversionError is a ValueError too
-                problems[index], mask = str(error), None
-            masks.append(mask)
-        return masks, problems
 
     def _publish(self, item: WorkItem, target: np.ndarray, results: dict, problems: dict, started: float) -> None:
         header = item.pair.target.header

@@ -76,7 +76,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in {"match", "demo", "synth", "train", "train-backbone", "eval", *COMMANDS}:
+    for command in {"match", "demo", "synth", "train", "train-backbone", "eval", "bag", *COMMANDS}:
         assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), (command, out)
 
 

@@ -5,6 +5,8 @@
     python tests/ros/fake_node.py --mode=slow --delay=0.15 --ros-args ...
         a stand-in matcher that takes `delay` seconds and answers each query with its own
         mask (source and target images have the same size in the tests)
+    python tests/ros/fake_node.py --mode=echo --delay=0.0 --ros-args ...
+        tests/bag_fakes.EchoMatcher: the query mask resized to the target (the bag tests)
 
 It uses the node's public injection point, `omama_ros.node.main(matcher_factory=...)`.
 """
@@ -83,7 +85,7 @@ class SlowMatcher:
 
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mode", choices=("flaky", "slow"), required=True)
+    parser.add_argument("--mode", choices=("flaky", "slow", "echo"), required=True)
     parser.add_argument("--fail_calls", default="1", help="comma-separated call numbers that raise")
     parser.add_argument("--delay", type=float, default=0.15)
     ours, ros_args = parser.parse_known_args(argv)
@@ -91,6 +93,10 @@ def run(argv: list[str]) -> int:
     def factory(config: str, device: str, direction: str, half: bool):
         if ours.mode == "slow":
             return SlowMatcher(ours.delay)
+        if ours.mode == "echo":
+            from tests.bag_fakes import EchoMatcher
+
+            return EchoMatcher(ours.delay)
         fail = {int(n) for n in ours.fail_calls.split(",") if n}
         return FlakyMatcher(default_matcher_factory(config, device, direction, half), fail)
 
