@@ -21,6 +21,8 @@ from .errors import ConfigError
 CONFIG_DIR = Path(__file__).parent / "configs"
 DIRECTIONS = ("ego2exo", "exo2ego")
 BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
+SIZING_MODES = ("scaled", "official")
+CONFIDENCES = ("cosine", "sigmoid")
 PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 
 
@@ -44,13 +46,19 @@ class BackboneConfig:
 
 @dataclass
 class SizingConfig:
-    """How images are resized before the backbone.
+    """How images, masks and boxes are brought to the backbone's input (omama_core/preprocess.py).
 
-    Each image is downscaled (never upscaled) so that its longer side is at most the view's
-    max_side, then each side is floored to a multiple of the 14-px patch. For the published
-    frames (ego 704x704, exo 960x540) this gives the published 700x700 and 952x532.
+    mode "scaled" (the offline configs): each image is downscaled (never upscaled) so that its
+    longer side is at most the view's max side, then each side is floored to a multiple of the
+    14-px patch (area averaging); boxes are scaled by the downscale factor.
+    mode "official" (the DINOv2 + FastSAM configs): the authors' pipeline: nearest-neighbour
+    resize to the 14-multiple size only when the height is not a multiple of 14, masks resized
+    to that size, every box in model-input pixels, truncated to integers. An image larger than
+    the view's max side is first downscaled to it (the authors' frames were stored that size).
+    For the published frames (ego 704x704, exo 960x540) both give 700x700 and 952x532.
     """
 
+    mode: str = "scaled"
     ego_max_side: int = 704
     exo_max_side: int = 960
 
@@ -60,7 +68,8 @@ class ProposalsConfig:
     """Class-agnostic mask candidates for the target image.
 
     kind: "fastsam" (ultralytics, local .pt weights) or "classical" (scikit-image, no
-    weights). imgsz, conf, iou, max_masks: FastSAM's own defaults as the paper used them.
+    weights). imgsz, conf, iou, max_masks: FastSAM's own defaults (imgsz 1024, conf 0.4,
+    iou 0.9, max_det 300); the authors never published the settings they extracted with.
     min_area_frac / max_area_frac drop candidates that are tiny or cover most of the image.
     segment_scale: Felzenszwalb scale of the classical generator's leaf regions;
     max_side: the classical generator segments a copy downscaled to this longer side.
@@ -71,7 +80,7 @@ class ProposalsConfig:
     imgsz: int = 1024
     conf: float = 0.4
     iou: float = 0.9
-    max_masks: int = 100
+    max_masks: int = 300
     min_area_frac: float = 0.0002
     max_area_frac: float = 0.5
     segment_scale: float = 100.0
@@ -89,8 +98,40 @@ class HeadConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Which scored candidate answers each query (omama_core/selection/). The defaults are
+    the published rule: the best score wins; `visible` thresholds the visibility. Every other
+    value is a rule the publication does not have; the ones marked "joint" use the other
+    queries of the same `Matcher.match` call and do nothing under the independent protocol.
+
+    whole_object_margin: 0 = the best-scoring candidate; else the largest candidate that
+        contains it and scores within the margin (per query).
+    whole_object_part_margin: None = off; else every part a container adds must itself
+        score within it of the best (per query; needs whole_object_margin > 0).
+    exclusive_matches: the queries of one call never share (or nest) candidates (joint).
+    reverse_check: penalty weight for candidates that match another region of the source
+        image better than the query (per query; 0 = off).
+    layout_weight, layout_tolerance, layout_cap: the layout prior: candidates far from where
+        the call's other queries put the object lose score (joint; weight 0 = off).
+    """
+
+    whole_object_margin: float = 0.0
+    whole_object_part_margin: float | None = None
+    exclusive_matches: bool = False
+    reverse_check: float = 0.0
+    layout_weight: float = 0.0
+    layout_tolerance: float = 0.05
+    layout_cap: float = 0.3
+
+
+@dataclass
 class MatcherConfig:
-    """Everything that defines a matcher. See omama_core/configs/*.yaml for examples."""
+    """Everything that defines a matcher. See omama_core/configs/*.yaml for examples.
+
+    visibility_threshold: `visible` is visibility >= threshold. confidence: what the
+    visibility is when the head has no learned visibility output: the best score ("cosine")
+    or its sigmoid ("sigmoid", the publication's confidence, thresholded at 0.5).
+    """
 
     name: str = "custom"
     direction: str = "ego2exo"
@@ -100,13 +141,8 @@ class MatcherConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     context_px: int = 100
     visibility_threshold: float = 0.5
-    whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
-    whole_object_part_margin: float | None = None  # None: off; else parts a container adds must score within it
-    exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
-    reverse_check: float = 0.0  # penalty weight for candidates that match another source region better (not published)
-    layout_weight: float = 0.0  # penalty per image diagonal away from where the call's other queries put the object
-    layout_tolerance: float = 0.05  # ... counted beyond this fraction of the diagonal (the layout's typical error)
-    layout_cap: float = 0.3  # ... and up to this fraction (layout.py; not published)
+    confidence: str = "cosine"
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def validate(self) -> "MatcherConfig":
         if self.direction not in DIRECTIONS:
@@ -126,22 +162,29 @@ class MatcherConfig:
             raise ConfigError(f"head.kind {self.head.kind!r} needs head.checkpoint (a path)")
         if self.context_px < 0:
             raise ConfigError(f"context_px must be >= 0, got {self.context_px}")
-        if not 0.0 <= self.whole_object_margin <= 2.0:
-            raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
-        if self.whole_object_part_margin is not None:
-            if not 0.0 <= self.whole_object_part_margin <= 2.0:
-                raise ConfigError("whole_object_part_margin must be null (off) or in [0, 2] (a cosine difference), "
-                                  f"got {self.whole_object_part_margin}")
-            if self.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
-                raise ConfigError("whole_object_part_margin needs whole_object_margin > 0 (it checks the containers "
-                                  "that margin admits); set whole_object_part_margin: null to turn it off")
-        if not 0.0 <= self.reverse_check <= 10.0:
-            raise ConfigError(f"reverse_check must be in [0, 10] (0: off), got {self.reverse_check}")
-        if not 0.0 <= self.layout_weight <= 10.0:
-            raise ConfigError(f"layout_weight must be in [0, 10] (0: off), got {self.layout_weight}")
-        if not 0.0 <= self.layout_tolerance < self.layout_cap <= 2.0:
-            raise ConfigError("layout_tolerance and layout_cap are fractions of the image diagonal with 0 <= "
-                              f"layout_tolerance < layout_cap <= 2, got {self.layout_tolerance} and {self.layout_cap}")
+        if self.sizing.mode not in SIZING_MODES:
+            raise ConfigError(f"sizing.mode must be one of {SIZING_MODES}, got {self.sizing.mode!r}")
+        if self.confidence not in CONFIDENCES:
+            raise ConfigError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        selection = self.selection
+        if not 0.0 <= selection.whole_object_margin <= 2.0:
+            raise ConfigError("selection.whole_object_margin must be in [0, 2] (a cosine difference), "
+                              f"got {selection.whole_object_margin}")
+        if selection.whole_object_part_margin is not None:
+            if not 0.0 <= selection.whole_object_part_margin <= 2.0:
+                raise ConfigError("selection.whole_object_part_margin must be null (off) or in [0, 2] (a cosine "
+                                  f"difference), got {selection.whole_object_part_margin}")
+            if selection.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
+                raise ConfigError("selection.whole_object_part_margin needs whole_object_margin > 0 (it checks the "
+                                  "containers that margin admits); set whole_object_part_margin: null to turn it off")
+        if not 0.0 <= selection.reverse_check <= 10.0:
+            raise ConfigError(f"selection.reverse_check must be in [0, 10] (0: off), got {selection.reverse_check}")
+        if not 0.0 <= selection.layout_weight <= 10.0:
+            raise ConfigError(f"selection.layout_weight must be in [0, 10] (0: off), got {selection.layout_weight}")
+        if not 0.0 <= selection.layout_tolerance < selection.layout_cap <= 2.0:
+            raise ConfigError("selection.layout_tolerance and selection.layout_cap are fractions of the image "
+                              "diagonal with 0 <= layout_tolerance < layout_cap <= 2, got "
+                              f"{selection.layout_tolerance} and {selection.layout_cap}")
         return self
 
     def head_checkpoint(self, direction: str | None = None) -> str | None:

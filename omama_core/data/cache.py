@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..backbone import build_backbone
 from ..config import MatcherConfig
-from ..encoder import pooling_grid_size
+from ..preprocess import pooling_grid_size
 from ..errors import DatasetError, OmamaError
 from ..masks import boxes_from_masks
 from ..matcher import Matcher
