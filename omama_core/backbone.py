@@ -42,32 +42,12 @@ _WEIGHTS_HELP = (
 class DinoV2Backbone(nn.Module):
     """Frozen DINOv2 ViT from timm; returns patch tokens (B, C, H/14, W/14)."""
 
-    def __init__(self, model_name: str = "vit_base_patch14_reg4_dinov2", weights: str | None = None):
+    def __init__(self, model_name: str = "vit_base_patch14_reg4_dinov2", weights: str | None = None,
+                 model: nn.Module | None = None):
+        """model_name: a timm DINOv2 name; weights: a local .pth/.safetensors (None: timm's
+        cache). model: an already built timm DINOv2 to wrap instead (e.g. random weights)."""
         super().__init__()
-        disable_hub_downloads()  # before timm (and huggingface_hub) read the environment
-        import timm  # heavy import, only when DINOv2 is used
-
-        if model_name not in DINOV2_MODELS:
-            raise WeightsNotFoundError(f"unknown DINOv2 model {model_name!r}; choose one of {sorted(DINOV2_MODELS)}")
-        kwargs = dict(pretrained=True, num_classes=0, dynamic_img_size=True)
-        if weights is not None:
-            if not os.path.isfile(weights):
-                raise WeightsNotFoundError(f"DINOv2 weights file not found: {weights}\n"
-                                           + _WEIGHTS_HELP.format(model=model_name))
-            kwargs["pretrained_cfg_overlay"] = dict(file=weights)
-        elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model_name):
-            # fail before building the model: timm would only find out after seconds
-            raise WeightsNotFoundError(f"no DINOv2 weights for {model_name}: backbone.weights is not set and "
-                                       "timm's cache has none (hub downloads are off)\n"
-                                       + _WEIGHTS_HELP.format(model=model_name))
-        try:
-            self.model = timm.create_model(model_name, **kwargs)
-        except Exception as error:  # timm raises many types: hub errors, unpickling, key mismatches
-            where = weights or f"timm's cache (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})"
-            raise WeightsNotFoundError(
-                f"could not load DINOv2 weights for {model_name} from {where}: "
-                f"{type(error).__name__}: {str(error)[:300]}\n" + _WEIGHTS_HELP.format(model=model_name)
-            ) from None
+        self.model = model if model is not None else _load_dinov2(model_name, weights)
         self.model.eval().requires_grad_(False)
         self.embed_dim = self.model.num_features
         self.num_prefix_tokens = self.model.num_prefix_tokens
@@ -86,6 +66,34 @@ class DinoV2Backbone(nn.Module):
         """images (B, 3, H, W) -> (tokens, pooling features), both (B, C, H/14, W/14)."""
         tokens = self(images)
         return tokens, tokens
+
+
+def _load_dinov2(model_name: str, weights: str | None) -> nn.Module:
+    """timm's DINOv2 with the given weights (dynamic_img_size: any 14-multiple input size)."""
+    disable_hub_downloads()  # before timm (and huggingface_hub) read the environment
+    import timm  # heavy import, only when DINOv2 is used
+
+    if model_name not in DINOV2_MODELS:
+        raise WeightsNotFoundError(f"unknown DINOv2 model {model_name!r}; choose one of {sorted(DINOV2_MODELS)}")
+    kwargs = dict(pretrained=True, num_classes=0, dynamic_img_size=True)
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise WeightsNotFoundError(f"DINOv2 weights file not found: {weights}\n"
+                                       + _WEIGHTS_HELP.format(model=model_name))
+        kwargs["pretrained_cfg_overlay"] = dict(file=weights)
+    elif os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(model_name):
+        # fail before building the model: timm would only find out after seconds
+        raise WeightsNotFoundError(f"no DINOv2 weights for {model_name}: backbone.weights is not set and "
+                                   "timm's cache has none (hub downloads are off)\n"
+                                   + _WEIGHTS_HELP.format(model=model_name))
+    try:
+        return timm.create_model(model_name, **kwargs)
+    except Exception as error:  # timm raises many types: hub errors, unpickling, key mismatches
+        where = weights or f"timm's cache (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})"
+        raise WeightsNotFoundError(
+            f"could not load DINOv2 weights for {model_name} from {where}: "
+            f"{type(error).__name__}: {str(error)[:300]}\n" + _WEIGHTS_HELP.format(model=model_name)
+        ) from None
 
 
 def _in_hub_cache(model_name: str) -> bool:
