@@ -514,3 +514,60 @@ def test_whole_object_part_margin_is_validated():
     with pytest.raises(ConfigError, match="needs whole_object_margin > 0"):
         Matcher.from_config("knn", device="cpu", overrides={"selection.whole_object_part_margin": 0.25,
                                                             "selection.whole_object_margin": 0.0})
+
+
+# ---- protocols, the caller's candidates, scores ------------------------------------------------
+
+def test_independent_protocol_answers_each_query_as_if_alone(two_views):
+    """The same query twice plus another: under "joint" exclusive_matches makes the second
+    copy answer differently; under "independent" every answer is that of a call with the
+    query alone."""
+    ego, ego_masks, exo, _ = two_views
+    twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
+    matcher = Matcher.from_config("knn", device="cpu", overrides={"selection.exclusive_matches": True})
+    joint = matcher.match(ego, twice, exo)
+    independent = matcher.match(ego, twice, exo, protocol="independent")
+    alone = [matcher.match(ego, mask, exo)[0] for mask in twice]
+    assert (joint[1].candidate, joint[1].visible) != (joint[0].candidate, joint[0].visible)
+    for result, single in zip(independent, alone):
+        assert (result.candidate, result.visible) == (single.candidate, single.visible)
+        np.testing.assert_allclose(result.scores, single.scores, atol=1e-5)
+    with pytest.raises(InputError, match="protocol"):
+        matcher.match(ego, twice, exo, protocol="alone")
+
+
+def test_caller_candidates_replace_the_proposals(knn_matcher, two_views, queries, monkeypatch):
+    """(N, Ht, Wt) masks: scored as given (no proposal pass), boxes from the masks; the same
+    masks with explicit boxes as Candidates give the same scores; every result carries the
+    (N,) scores, its score among them."""
+    from omama_core import Candidates
+    from omama_core.masks import boxes_from_masks
+
+    ego, _, exo, exo_masks = two_views
+    names = list(exo_masks)
+    masks = np.stack([exo_masks[name] for name in names])
+    monkeypatch.setattr(knn_matcher, "proposals", lambda image: pytest.fail("the proposals must not run"))
+    results = knn_matcher.match(ego, queries[1], exo, candidates=masks)
+    boxed = knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, boxes_from_masks(masks)))
+    for name, result, other in zip(queries[0], results, boxed):
+        assert result.num_candidates == len(masks) and result.scores.shape == (len(masks),)
+        assert names[result.candidate] == name  # four distinct objects: each finds its own
+        assert result.score == pytest.approx(float(result.scores[result.candidate]))
+        np.testing.assert_array_equal(result.scores, other.scores)
+    shifted = knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, boxes_from_masks(masks) + 60))
+    assert not np.allclose(shifted[0].scores, results[0].scores)  # the boxes are used (the context moves)
+    with pytest.raises(InputError, match="candidate masks must be"):
+        knn_matcher.match(ego, queries[1], exo, candidates=masks[:, :-1])
+    with pytest.raises(InputError, match="candidate boxes must be"):
+        knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, np.zeros((1, 4))))
+
+
+def test_importing_omama_core_leaves_torch_and_the_environment_alone():
+    import subprocess
+    import sys
+
+    code = ("import os, sys; before = dict(os.environ); import omama_core; "
+            "assert 'torch' not in sys.modules, 'torch imported'; assert dict(os.environ) == before, 'env changed'; "
+            "omama_core.Matcher; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={k: v for k, v in __import__("os").environ.items()
+                                                                   if k not in ("HF_HUB_OFFLINE", "YOLO_OFFLINE")})
