@@ -19,6 +19,7 @@ import yaml
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+BASE_DIR = CONFIG_DIR / "base"  # shared blocks that the shipped configs extend (`extends: NAME`)
 DIRECTIONS = ("ego2exo", "exo2ego")
 BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
 SIZING_MODES = ("scaled", "official")
@@ -220,10 +221,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
                               f"shipped configs {available_configs()}")
     elif not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    data = _read_with_bases(path)
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         if key in PATH_KEYS or key.startswith("head.checkpoint."):
@@ -232,6 +230,42 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
     config = config_from_dict(data)
     _resolve_paths(config, path.parent)
     return config.validate()
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a dict, merged over the base it names with `extends: NAME` (a file
+    of configs/base/, or a path relative to the YAML): the file's values win, sections merge
+    key by key. Bases hold shared blocks; relative paths belong in the extending file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base = Path(str(base_name))
+    if base.suffix not in (".yaml", ".yml"):
+        base = BASE_DIR / f"{base_name}.yaml"
+    elif not base.is_absolute():
+        base = path.parent / base
+    if not base.is_file():
+        known = sorted(p.stem for p in BASE_DIR.glob("*.yaml"))
+        raise ConfigError(f"{path}: extends {base_name!r}, which is neither a base config {known} nor a YAML file")
+    if base.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle through {base}")
+    return _merged(_read_with_bases(base, seen + (path.resolve(),)), data)
+
+
+def _merged(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """base updated by data, sections (dicts) merged recursively."""
+    merged = dict(base)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def config_from_dict(data: dict[str, Any]) -> MatcherConfig:

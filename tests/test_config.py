@@ -32,10 +32,11 @@ def test_every_shipped_config_loads_and_validates(name):
     assert isinstance(config, MatcherConfig)
     assert config.name == name
     raw = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
-    assert config.direction == raw["direction"]
-    assert config.backbone.kind == raw["backbone"]["kind"]
-    assert config.proposals.kind == raw["proposals"]["kind"]
-    assert config.head.kind == raw["head"]["kind"]
+    base = yaml.safe_load((CONFIG_DIR / "base" / f"{raw['extends']}.yaml").read_text())  # every one extends a base
+    for section, key in (("backbone", "kind"), ("proposals", "kind"), ("head", "kind")):
+        expected = raw.get(section, {}).get(key, base.get(section, {}).get(key))  # the file wins over its base
+        assert getattr(getattr(config, section), key) == expected, (section, key)
+    assert config.direction == raw.get("direction", base["direction"])
     # every path a shipped config names is absolute after loading (no '~', no relative path)
     for path in (config.backbone.weights, config.proposals.weights, config.head_checkpoint()):
         if path is not None:
@@ -234,3 +235,24 @@ def test_head_with_weights_needs_a_checkpoint(tmp_path, kind):
 def test_unknown_kinds_are_rejected(section, value):
     with pytest.raises(ConfigError, match=value):
         load_config("default", {section: value})
+
+
+def test_extends_merges_a_base_section_by_section(tmp_path):
+    write_yaml(tmp_path / "base.yaml", {"proposals": {"kind": "classical", "max_masks": 7, "max_side": 300},
+                                        "visibility_threshold": 0.2})
+    path = write_yaml(tmp_path / "child.yaml", {"extends": "base.yaml", "backbone": {"kind": "handcrafted"},
+                                                "proposals": {"max_masks": 9}})
+    config = load_config(path)
+    assert (config.proposals.kind, config.proposals.max_masks, config.proposals.max_side) == ("classical", 9, 300)
+    assert config.visibility_threshold == 0.2 and config.name == "child"
+    assert load_config("default").proposals.kind == "classical"  # configs/base/offline.yaml
+    assert "offline" not in available_configs()  # bases are not configs of their own
+
+
+def test_extends_errors_name_the_base(tmp_path):
+    with pytest.raises(ConfigError, match="'nowhere'.*offline"):
+        load_config(write_yaml(tmp_path / "a.yaml", {"extends": "nowhere"}))
+    write_yaml(tmp_path / "b.yaml", {"extends": "c.yaml"})
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(write_yaml(tmp_path / "c.yaml", {"extends": "b.yaml"}))
+
