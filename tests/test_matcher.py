@@ -445,22 +445,27 @@ def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direc
 
 
 def test_exclusive_matches_never_give_two_queries_the_same_object(two_views):
-    """The same query twice: without exclusive_matches both get the same candidate; with it
-    the second either gets another candidate that overlaps nothing of the first's, or is not
-    visible, with that candidate's score as its visibility."""
+    """The same query twice: without exclusive_matches both get the same candidate. With it
+    the second copy chooses among what is left: at the shipped threshold nothing left looks
+    like a red disc, so it is not visible, with the best score left as its visibility; at a
+    threshold nothing falls below, it answers with a candidate that overlaps nothing of the
+    first's."""
     ego, ego_masks, exo, _ = two_views
     twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
     shared = Matcher.from_config("knn", device="cpu").match(ego, twice, exo)
     assert shared[0].candidate == shared[1].candidate >= 0
-    exclusive = Matcher.from_config("knn", device="cpu", overrides={"selection.exclusive_matches": True}).match(ego, twice, exo)
-    assert exclusive[0].candidate == shared[0].candidate and exclusive[0].visible
-    second = exclusive[1]
-    if second.visible:
-        assert not (second.mask & exclusive[0].mask).any()
-    else:
-        assert second.visibility < shared[1].visibility and second.candidate == -1
-        assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
-    assert exclusive[2].candidate == shared[2].candidate  # the box is nobody else's
+    exclusive = Matcher.from_config("knn", device="cpu", overrides={"selection.exclusive_matches": True})
+    results = exclusive.match(ego, twice, exo)
+    assert results[0].candidate == shared[0].candidate and results[0].visible
+    second = results[1]
+    assert not second.visible and second.candidate == -1
+    assert second.visibility < exclusive.visibility_threshold < shared[1].visibility
+    assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
+    assert results[2].candidate == shared[2].candidate  # the box is nobody else's
+    exclusive.visibility_threshold = -1.0
+    results = exclusive.match(ego, twice, exo)
+    assert results[1].visible and results[1].candidate not in (-1, results[0].candidate)
+    assert not (results[1].mask & results[0].mask).any()
 
 
 def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_region():
