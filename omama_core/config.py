@@ -56,6 +56,7 @@ class SizingConfig:
     resize to the 14-multiple size only when the height is not a multiple of 14, masks resized
     to that size, every box in model-input pixels, truncated to integers. An image larger than
     the view's max side is first downscaled to it (the authors' frames were stored that size).
+    With no candidates, "official" scores one all-zero candidate, as the authors' code does.
     For the published frames (ego 704x704, exo 960x540) both give 700x700 and 952x532.
     """
 

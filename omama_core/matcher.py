@@ -185,6 +185,9 @@ class Matcher:
                 (masks with boxes); None: the configured proposals (FastSAM, classical).
             protocol: "joint" (the selection rules may use the other queries of this call)
                 or "independent" (each query answered as if alone, as the publication does).
+        With no candidate at all a query is not visible (score -1); under sizing.mode
+        "official" one all-zero candidate is scored instead, as the authors' code does: its
+        mask is empty, and `visible` follows its confidence.
         Returns:
             K MatchResults in query order.
         """
@@ -207,6 +210,10 @@ class Matcher:
         target_tokens, target_pooling = self.dense_features(target_image, target_view)
         clock.lap("backbone_target")
         proposals = given if given is not None else self.candidates(target_image)
+        substituted = len(proposals) == 0 and self.config.sizing.mode == "official"
+        if substituted:  # the authors' code scores one all-zero candidate (empty mask, box 0)
+            proposals = Proposals(np.zeros((1, 4), np.float32), np.zeros(1, np.float32),
+                                  masks=np.zeros((1, height, width), bool))
         clock.lap("proposals")
         if len(proposals) == 0 or empty.all():
             reason = "no mask candidates in the target image" if len(proposals) == 0 else None
@@ -243,13 +250,14 @@ class Matcher:
             best = int(selected.answers[k] if visible else selected.first_choices[k])
             best_mask = proposals.mask(best)
             mask = best_mask if visible else np.zeros((height, width), bool)
+            reason = None if visible else f"visibility {visibility:.3f} below threshold {self.visibility_threshold:.3f}"
+            if substituted:
+                reason = "no mask candidates in the target image: scored one all-zero candidate, as the authors' code"
             results.append(MatchResult(
                 mask=mask, score=float(selected.scores[k, best]), visible=visible,
                 visibility=visibility, box=mask_box(mask) if visible else None,
                 candidate=best if visible else -1, num_candidates=len(proposals), timings=dict(timings),
-                candidate_mask=best_mask, scores=selected.scores[k].astype(np.float32),
-                reason=None if visible else f"visibility {visibility:.3f} below threshold "
-                                            f"{self.visibility_threshold:.3f}"))
+                candidate_mask=best_mask, scores=selected.scores[k].astype(np.float32), reason=reason))
         return results
 
     @staticmethod

@@ -182,3 +182,30 @@ def test_official_pipeline_equals_the_reference(vit, tmp_path, source_hw, target
         chosen = result.candidate if result.visible else int(np.flatnonzero(
             [np.array_equal(result.candidate_mask, m) for m in cand_masks])[0])
         assert chosen == best
+
+
+def test_no_candidates_scores_one_all_zero_candidate_in_the_official_mode(vit, tmp_path):
+    """The authors' code substitutes one all-zero candidate (empty mask, box 0): its score is
+    a real cosine, `visible` follows its sigmoid, the mask is empty. The scaled mode answers
+    "not visible" with score -1."""
+    source, queries, target, _, _ = scene((540, 960), (704, 704), seed=7)
+    state = random_official_state((38, 68), (50, 50))
+    torch.save(state, tmp_path / "omama_exo2ego.pt")
+    from omama_core.backbone import DinoV2Backbone
+
+    none = np.zeros((0, *target.shape[:2]), bool)
+    zero = np.zeros((1, *target.shape[:2]), bool)
+    for mode in ("official", "scaled"):
+        config = load_config("official_exo2ego", {"head.checkpoint": str(tmp_path / "omama_exo2ego.pt"),
+                                                  "sizing.mode": mode})
+        matcher = Matcher(config, DinoV2Backbone(model=vit), None, load_official_head(config.head_checkpoint()),
+                          torch.device("cpu"))
+        results = matcher.match(source, queries, target, candidates=none)
+        if mode == "scaled":
+            assert all(r.score == -1.0 and not r.visible and r.num_candidates == 0 for r in results)
+            continue
+        expected = reference_scores(vit, state, source, queries, target, zero, np.zeros((1, 4)))
+        for k, result in enumerate(results):
+            assert result.num_candidates == 1 and not result.mask.any() and "all-zero" in result.reason
+            assert result.score == pytest.approx(float(expected[k, 0]), abs=1e-4)
+            assert result.visible == (result.visibility >= 0.5)
