@@ -33,7 +33,7 @@ from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, se
 from .errors import ConfigError, DeviceError, InputError
 from .image_io import as_mask_stack, to_rgb_uint8
 from .masks import boxes_from_masks, mask_box
-from .modeling import MatchingHead, OMaMa, build_model, load_configured_head, load_head
+from .modeling import MatchingHead, OMaMa, build_model, cosine_scores, load_configured_head, load_head
 from .modeling.checkpoint import read_checkpoint
 from .preprocess import ModelInput, mask_regions, plan_input, proposal_regions, to_model_input
 from .proposals import Proposals, build_proposals
@@ -232,7 +232,7 @@ class Matcher:
                 with self._autocast():
                     region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
                     region_embeddings = self.model.embed_sources(region_desc, target_tokens)
-                    reverse = ((output.candidates @ region_embeddings.T).float(), regions)
+                    reverse = (cosine_scores(output.candidates, region_embeddings).float(), regions)  # (N, M)
             clock.lap("source_regions")
         selected = self.selection(output.scores, output.visibility, masks, ~empty, proposals,
                                   self.visibility_threshold, joint=protocol == "joint", reverse=reverse)

@@ -55,6 +55,7 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
     Returns:
         (2, 3) float64 affine map [A | t] (target = A @ source + t), or None when fewer than
         three queries have options or all their triples are collinear.
+    Uses all the queries of the call (the joint protocol only).
     """
     option_centres = candidate_centres[np.maximum(option_candidates, 0)]  # (K, M, 2)
     valid = (option_candidates >= 0) & np.isfinite(option_centres).all(-1)

@@ -64,6 +64,7 @@ def grow_with_parts(scores: torch.Tensor, contains: torch.Tensor, areas: torch.T
     `part_margin` of the best, and the container within `margin`. The answer is the largest
     container that passes, or `best`. The margin alone lets "object + its shadow or a patch
     of table" win when the patch is small enough not to lower the container's score.
+    One query alone: uses no other query.
     """
     best_score = float(scores[best])
     real = areas > 0

@@ -31,12 +31,13 @@ import torch.nn.functional as F
 from skimage.segmentation import felzenszwalb
 from tqdm import tqdm
 
-from ..offline import ConvNetBackbone
-from ..preprocess import input_scale, model_input_size, normalise, pooling_grid_size, resize_image
 from ..data.synth import TakeRenderer
-from ..modeling.encoder import context_cells, pooled_descriptors
 from ..errors import ConfigError
 from ..masks import boxes_from_masks, resize_nearest
+from ..modeling import cosine_scores
+from ..modeling.encoder import context_cells, pooled_descriptors
+from ..offline import ConvNetBackbone
+from ..preprocess import input_scale, model_input_size, normalise, pooling_grid_size, resize_image
 from .loop import learning_rate
 
 
@@ -205,7 +206,7 @@ def retrieval_logits(source: torch.Tensor, source_view: View, target: torch.Tens
         return None
     rows = [source_view.names.index(n) for n in common]
     labels = [target_view.names.index(n) for n in common]
-    logits = source[rows] @ target.T / temperature
+    logits = cosine_scores(source[rows], target) / temperature
     excluded = np.zeros(logits.shape, bool)
     excluded[:, len(target_view.names):] = target_regions.overlap[labels] > 0.3
     excluded = torch.from_numpy(excluded).to(logits.device, non_blocking=True)
