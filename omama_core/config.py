@@ -269,6 +269,17 @@ def _merged(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def stored_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict stored in a checkpoint -> today's layout: checkpoints written before the
+    `selection:` section hold its keys at the top level (stored files cannot be rewritten;
+    YAML files are read as they are)."""
+    data = dict(data)
+    moved = {key: data.pop(key) for key in [f.name for f in dataclasses.fields(SelectionConfig)] if key in data}
+    if moved:
+        data["selection"] = {**moved, **(data.get("selection") or {})}
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> MatcherConfig:
     """Build a MatcherConfig from a nested dict; unknown keys raise ConfigError."""
     return build_dataclass(MatcherConfig, data, "")

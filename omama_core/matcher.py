@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .backbone import build_backbone
-from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted
+from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted, stored_config
 from .errors import ConfigError, DeviceError, InputError
 from .image_io import as_mask_stack, to_rgb_uint8
 from .masks import boxes_from_masks, mask_box
@@ -311,7 +311,7 @@ def _config_and_head(name_or_path: str, direction: str | None, overrides: dict |
         if not isinstance(payload, dict) or "config" not in payload:
             raise ConfigError(f"{name_or_path} is not an `omama train` checkpoint (it has no embedded config); "
                               "for the authors' released weights use a YAML config with head.kind: official")
-        data = payload["config"]
+        data = stored_config(payload["config"])
         for key, value in overrides.items():
             set_dotted(data, key, value)
         config = config_from_dict(data)

@@ -576,3 +576,13 @@ def test_importing_omama_core_leaves_torch_and_the_environment_alone():
             "omama_core.Matcher; assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, env={k: v for k, v in __import__("os").environ.items()
                                                                    if k not in ("HF_HUB_OFFLINE", "YOLO_OFFLINE")})
+
+
+def test_shipped_head_checkpoint_from_before_the_selection_section_still_loads():
+    """The shipped heads embed a config written when the selection keys were top-level."""
+    from omama_core.config import CONFIG_DIR
+
+    path = CONFIG_DIR.parent / "weights" / "synthetic_ego2exo.pt"
+    assert "whole_object_margin" in torch.load(path, map_location="cpu", weights_only=True)["config"]
+    matcher = Matcher.from_config(str(path), device="cpu")
+    assert matcher.config.selection.whole_object_margin == 0.05 and matcher.model.head is not None
