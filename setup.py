@@ -19,8 +19,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # Listed explicitly: the flat layout (msg/, launch/, training/) defeats auto-discovery.
-    packages=["omama_core", "omama_core.commands", "omama_core.data", "omama_core.training", "omama_ros"],
-    package_data={"omama_core": ["configs/*.yaml", "weights/*.pt", "weights/*.md"]},
+    packages=["omama_core", "omama_core.commands", "omama_core.data", "omama_core.modeling", "omama_core.offline",
+              "omama_core.selection", "omama_core.training", "omama_ros"],
+    package_data={"omama_core": ["configs/*.yaml", "configs/base/*.yaml", "weights/*.pt", "weights/*.md"]},
     install_requires=requirements("base.txt"),
     extras_require={"test": requirements("test.txt")},
     entry_points={

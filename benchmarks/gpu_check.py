@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omama_core import Matcher  # noqa: E402
-from omama_core.encoder import mask_context_descriptors  # noqa: E402
-from omama_core.head import MatchingHead  # noqa: E402
+from omama_core.modeling import MaskContextEncoder, MatchingHead, load_official_head  # noqa: E402
+from omama_core.preprocess import ModelInput, mask_regions  # noqa: E402
 from omama_core.proposals import FastSAMProposals  # noqa: E402
 from omama_core.training.step import TrainingStep  # noqa: E402
 
@@ -142,9 +142,12 @@ def main() -> int:
     masks = np.zeros((20, 540, 960), bool)
     for k in range(20):
         masks[k, 20 * k: 20 * k + 60, 40 * k: 40 * k + 90] = True
-    cpu_desc = mask_context_descriptors(features, masks, (540, 960))
-    dev_desc = mask_context_descriptors(features.to(device), masks, (540, 960)).cpu()
-    head = MatchingHead.from_official(overrides["head.checkpoint"]).eval()
+    encoder = MaskContextEncoder()
+    regions = mask_regions(masks, ModelInput("official", (540, 960), (540, 960), (532, 952), 1.0),
+                           encoder.grid_size(features.shape[1:]))
+    cpu_desc = encoder(features, regions)
+    dev_desc = encoder(features.to(device), regions).cpu()
+    head = load_official_head(overrides["head.checkpoint"]).eval()
     tokens_s, tokens_t = torch.randn(1, 768, 38, 68, generator=rng), torch.randn(1, 768, 50, 50, generator=rng)
     with torch.no_grad():
         cpu_scores = head(cpu_desc[:1, None], cpu_desc[None], tokens_s, tokens_t)

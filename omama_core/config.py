@@ -23,7 +23,10 @@ from .directions import DIRECTIONS
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+BASE_DIR = CONFIG_DIR / "base"  # shared blocks that the shipped configs extend (`extends: NAME`)
 BACKBONE_KINDS = ("dinov2", "handcrafted", "convnet")
+SIZING_MODES = ("scaled", "official")
+CONFIDENCES = ("cosine", "sigmoid")
 PATH_KEYS = ("backbone.weights", "proposals.weights", "head.checkpoint")  # file paths in a config
 
 
@@ -47,13 +50,20 @@ class BackboneConfig:
 
 @dataclass
 class SizingConfig:
-    """How images are resized before the backbone.
+    """How images, masks and boxes are brought to the backbone's input (omama_core/preprocess.py).
 
-    Each image is downscaled (never upscaled) so that its longer side is at most the view's
-    max_side, then each side is floored to a multiple of the 14-px patch. For the published
-    frames (ego 704x704, exo 960x540) this gives the published 700x700 and 952x532.
+    mode "scaled" (the offline configs): each image is downscaled (never upscaled) so that its
+    longer side is at most the view's max side, then each side is floored to a multiple of the
+    14-px patch (area averaging); boxes are scaled by the downscale factor.
+    mode "official" (the DINOv2 + FastSAM configs): the authors' pipeline: nearest-neighbour
+    resize to the 14-multiple size only when the height is not a multiple of 14, masks resized
+    to that size, every box in model-input pixels, truncated to integers. An image larger than
+    the view's max side is first downscaled to it (the authors' frames were stored that size).
+    With no candidates, "official" scores one all-zero candidate, as the authors' code does.
+    For the published frames (ego 704x704, exo 960x540) both give 700x700 and 952x532.
     """
 
+    mode: str = "scaled"
     ego_max_side: int = 704
     exo_max_side: int = 960
 
@@ -63,7 +73,8 @@ class ProposalsConfig:
     """Class-agnostic mask candidates for the target image.
 
     kind: "fastsam" (ultralytics, local .pt weights) or "classical" (scikit-image, no
-    weights). imgsz, conf, iou, max_masks: FastSAM's own defaults as the paper used them.
+    weights). imgsz, conf, iou, max_masks: FastSAM's own defaults (imgsz 1024, conf 0.4,
+    iou 0.9, max_det 300); the authors never published the settings they extracted with.
     min_area_frac / max_area_frac drop candidates that are tiny or cover most of the image.
     segment_scale: Felzenszwalb scale of the classical generator's leaf regions;
     max_side: the classical generator segments a copy downscaled to this longer side.
@@ -74,7 +85,7 @@ class ProposalsConfig:
     imgsz: int = 1024
     conf: float = 0.4
     iou: float = 0.9
-    max_masks: int = 100
+    max_masks: int = 300
     min_area_frac: float = 0.0002
     max_area_frac: float = 0.5
     segment_scale: float = 100.0
@@ -92,8 +103,40 @@ class HeadConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Which scored candidate answers each query (omama_core/selection/). The defaults are
+    the published rule: the best score wins; `visible` thresholds the visibility. Every other
+    value is a rule the publication does not have; the ones marked "joint" use the other
+    queries of the same `Matcher.match` call and do nothing under the independent protocol.
+
+    whole_object_margin: 0 = the best-scoring candidate; else the largest candidate that
+        contains it and scores within the margin (per query).
+    whole_object_part_margin: None = off; else every part a container adds must itself
+        score within it of the best (per query; needs whole_object_margin > 0).
+    exclusive_matches: the queries of one call never share (or nest) candidates (joint).
+    reverse_check: penalty weight for candidates that match another region of the source
+        image better than the query (per query; 0 = off).
+    layout_weight, layout_tolerance, layout_cap: the layout prior: candidates far from where
+        the call's other queries put the object lose score (joint; weight 0 = off).
+    """
+
+    whole_object_margin: float = 0.0
+    whole_object_part_margin: float | None = None
+    exclusive_matches: bool = False
+    reverse_check: float = 0.0
+    layout_weight: float = 0.0
+    layout_tolerance: float = 0.05
+    layout_cap: float = 0.3
+
+
+@dataclass
 class MatcherConfig:
-    """Everything that defines a matcher. See omama_core/configs/*.yaml for examples."""
+    """Everything that defines a matcher. See omama_core/configs/*.yaml for examples.
+
+    visibility_threshold: `visible` is visibility >= threshold. confidence: what the
+    visibility is when the head has no learned visibility output: the best score ("cosine")
+    or its sigmoid ("sigmoid", the publication's confidence, thresholded at 0.5).
+    """
 
     name: str = "custom"
     direction: str = "ego2exo"
@@ -103,13 +146,8 @@ class MatcherConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     context_px: int = 100
     visibility_threshold: float = 0.5
-    whole_object_margin: float = 0.0  # 0: the best-scoring candidate (published); see selection.py
-    whole_object_part_margin: float | None = None  # None: off; else parts a container adds must score within it
-    exclusive_matches: bool = False  # queries of one call never share a candidate (not published); selection.py
-    reverse_check: float = 0.0  # penalty weight for candidates that match another source region better (not published)
-    layout_weight: float = 0.0  # penalty per image diagonal away from where the call's other queries put the object
-    layout_tolerance: float = 0.05  # ... counted beyond this fraction of the diagonal (the layout's typical error)
-    layout_cap: float = 0.3  # ... and up to this fraction (layout.py; not published)
+    confidence: str = "cosine"
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def validate(self) -> "MatcherConfig":
         check_types(self)
@@ -132,22 +170,29 @@ class MatcherConfig:
         if self.proposals.min_area_frac >= self.proposals.max_area_frac:
             raise ConfigError("proposals.min_area_frac must be below proposals.max_area_frac, got "
                               f"{self.proposals.min_area_frac} and {self.proposals.max_area_frac}")
-        if not 0.0 <= self.whole_object_margin <= 2.0:
-            raise ConfigError(f"whole_object_margin must be in [0, 2] (a cosine difference), got {self.whole_object_margin}")
-        if self.whole_object_part_margin is not None:
-            if not 0.0 <= self.whole_object_part_margin <= 2.0:
-                raise ConfigError("whole_object_part_margin must be null (off) or in [0, 2] (a cosine difference), "
-                                  f"got {self.whole_object_part_margin}")
-            if self.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
-                raise ConfigError("whole_object_part_margin needs whole_object_margin > 0 (it checks the containers "
-                                  "that margin admits); set whole_object_part_margin: null to turn it off")
-        if not 0.0 <= self.reverse_check <= 10.0:
-            raise ConfigError(f"reverse_check must be in [0, 10] (0: off), got {self.reverse_check}")
-        if not 0.0 <= self.layout_weight <= 10.0:
-            raise ConfigError(f"layout_weight must be in [0, 10] (0: off), got {self.layout_weight}")
-        if not 0.0 <= self.layout_tolerance < self.layout_cap <= 2.0:
-            raise ConfigError("layout_tolerance and layout_cap are fractions of the image diagonal with 0 <= "
-                              f"layout_tolerance < layout_cap <= 2, got {self.layout_tolerance} and {self.layout_cap}")
+        if self.sizing.mode not in SIZING_MODES:
+            raise ConfigError(f"sizing.mode must be one of {SIZING_MODES}, got {self.sizing.mode!r}")
+        if self.confidence not in CONFIDENCES:
+            raise ConfigError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
+        selection = self.selection
+        if not 0.0 <= selection.whole_object_margin <= 2.0:
+            raise ConfigError("selection.whole_object_margin must be in [0, 2] (a cosine difference), "
+                              f"got {selection.whole_object_margin}")
+        if selection.whole_object_part_margin is not None:
+            if not 0.0 <= selection.whole_object_part_margin <= 2.0:
+                raise ConfigError("selection.whole_object_part_margin must be null (off) or in [0, 2] (a cosine "
+                                  f"difference), got {selection.whole_object_part_margin}")
+            if selection.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
+                raise ConfigError("selection.whole_object_part_margin needs whole_object_margin > 0 (it checks the "
+                                  "containers that margin admits); set whole_object_part_margin: null to turn it off")
+        if not 0.0 <= selection.reverse_check <= 10.0:
+            raise ConfigError(f"selection.reverse_check must be in [0, 10] (0: off), got {selection.reverse_check}")
+        if not 0.0 <= selection.layout_weight <= 10.0:
+            raise ConfigError(f"selection.layout_weight must be in [0, 10] (0: off), got {selection.layout_weight}")
+        if not 0.0 <= selection.layout_tolerance < selection.layout_cap <= 2.0:
+            raise ConfigError("selection.layout_tolerance and selection.layout_cap are fractions of the image "
+                              "diagonal with 0 <= layout_tolerance < layout_cap <= 2, got "
+                              f"{selection.layout_tolerance} and {selection.layout_cap}")
         return self
 
     def head_checkpoint(self, direction: str | None = None) -> str | None:
@@ -183,10 +228,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
                               f"shipped configs {available_configs()}")
     elif not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    data = _read_with_bases(path)
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         if key in PATH_KEYS or key.startswith("head.checkpoint."):
@@ -195,6 +237,53 @@ def load_config(name_or_path: str | os.PathLike, overrides: dict[str, Any] | Non
     config = config_from_dict(data)
     _resolve_paths(config, path.parent)
     return config.validate()
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a dict, merged over the base it names with `extends: NAME` (a file
+    of configs/base/, or a path relative to the YAML): the file's values win, sections merge
+    key by key. Bases hold shared blocks; relative paths belong in the extending file."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base = Path(str(base_name))
+    if base.suffix not in (".yaml", ".yml"):
+        base = BASE_DIR / f"{base_name}.yaml"
+    elif not base.is_absolute():
+        base = path.parent / base
+    if not base.is_file():
+        known = sorted(p.stem for p in BASE_DIR.glob("*.yaml"))
+        raise ConfigError(f"{path}: extends {base_name!r}, which is neither a base config {known} nor a YAML file")
+    if base.resolve() in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle through {base}")
+    return _merged(_read_with_bases(base, seen + (path.resolve(),)), data)
+
+
+def _merged(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """base updated by data, sections (dicts) merged recursively."""
+    merged = dict(base)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def stored_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict stored in a checkpoint -> today's layout: checkpoints written before the
+    `selection:` section hold its keys at the top level (stored files cannot be rewritten;
+    YAML files are read as they are)."""
+    data = dict(data)
+    moved = {key: data.pop(key) for key in [f.name for f in dataclasses.fields(SelectionConfig)] if key in data}
+    if moved:
+        data["selection"] = {**moved, **(data.get("selection") or {})}
+    return data
 
 
 def config_from_dict(data: dict[str, Any]) -> MatcherConfig:

@@ -149,9 +149,13 @@ def predict(
     skipped: Counter | None = None,
     errors: list[str] | None = None,
     progress: bool = True,
+    protocol: str = "independent",
 ) -> tuple[dict[PredictionKey, Prediction], list[int]]:
     """Run ``matcher`` over the dataset, one ``match`` call per (take, frame, camera pair)
-    with all of that frame's objects as queries.
+    with all of that frame's objects as queries: the features and the model's scores are
+    computed once per frame pair. ``protocol`` "independent" answers each query as if it
+    were alone (the publication's and the benchmark's protocol); "joint" lets the selection
+    rules use the frame's other objects (exclusive matches, the layout prior).
 
     Returns the predictions (masks at the evaluation size) and the indices of the samples
     predicted. Unreadable images or masks skip their samples, counted in ``skipped``.
@@ -186,7 +190,7 @@ def predict(
                 _note(errors, str(error))
         if kept:
             try:
-                results = matcher.match(source, np.stack(masks), target)
+                results = matcher.match(source, np.stack(masks), target, protocol=protocol)
             except OmamaError as error:  # e.g. an image the model cannot take: count, go on
                 skipped["matcher_error"] += len(kept)
                 _note(errors, f"{first.take}/{first.pair_key}/{first.frame}: {error}")
@@ -236,13 +240,18 @@ def evaluate_matcher(
     limit: int | None = None,
     plots: bool = True,
     progress: bool = True,
+    protocol: str = "independent",
 ) -> dict[str, Any]:
     """The full matcher-driven evaluation: predict, score, write metrics, submission, plots.
 
     make_matcher(direction) -> an object with ``match`` and ``visibility_threshold`` (a Matcher).
+    protocol: "independent" or "joint" (see ``predict``); metrics.json names it.
     Returns the report written to ``out/metrics.json``.
     """
-    report: dict[str, Any] = {"data": str(root), "split": split, "limit": limit, "protocol": PROTOCOL}
+    if protocol not in PROTOCOLS:
+        raise DatasetError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    report: dict[str, Any] = {"data": str(root), "split": split, "limit": limit, "protocol": protocol,
+                              "protocol_description": PROTOCOLS[protocol], "scoring": SCORING}
     all_scores, all_predictions, entries, datasets = {}, {}, {}, {}
     for direction in directions:
         dataset = CorrespondenceDataset(root, split, direction)
@@ -251,7 +260,7 @@ def evaluate_matcher(
                                f"(skipped: {dict(dataset.skipped) or 'none'})")
         matcher = make_matcher(direction)
         skipped, notes, errors = Counter(dataset.skipped), Counter(dataset.notes), list(dataset.errors)
-        predictions, done = predict(dataset, matcher, limit, skipped, errors, progress)
+        predictions, done = predict(dataset, matcher, limit, skipped, errors, progress, protocol)
         del matcher  # free one model before the next direction loads its own
         scores = score_samples(dataset, predictions, done, notes, progress, skipped)
         report[direction] = {**summarize(scores), "skipped": dict(skipped), "notes": dict(notes),
@@ -285,7 +294,7 @@ def evaluate_submission(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetError(f"{submission}: not a readable submission JSON ({error})") from error
     report: dict[str, Any] = {"submission": str(submission), "data": str(root or gt_file), "split": split,
-                              "protocol": PROTOCOL}
+                              "scoring": SCORING}
     all_scores, all_predictions, datasets = {}, {}, {}
     for direction in directions:
         if gt_file is not None:
@@ -304,7 +313,11 @@ def evaluate_submission(
     return report
 
 
-PROTOCOL = ("official Ego-Exo4D correspondence: GT resized (nearest) to longer side 480; IoU/LE/CA averaged over "
+PROTOCOLS = {
+    "independent": "each query answered alone, as the publication and the benchmark do",
+    "joint": "all objects of a frame answered together: selection rules may use the other objects (not published)",
+}
+SCORING = ("official Ego-Exo4D correspondence: GT resized (nearest) to longer side 480; IoU/LE/CA averaged over "
             "samples visible in the target, pooled over takes; visibility = balanced accuracy of confidence > 0.5")
 
 

@@ -3,10 +3,18 @@
     matcher = Matcher.from_config("default")
     results = matcher.match(source_image, source_masks, target_image)
 
-All queries of one call share one backbone pass per image and one proposal pass (compute
-once, query many); with `reverse_check` the source image gets a proposal pass too. With
-`layout_weight` and three or more queries, the queries' layout lowers the scores of candidates
-far from where it puts each object (layout.py). The stages are timed per call.
+One call reads top to bottom:
+
+    preprocess   images -> model inputs; masks and boxes -> model-input geometry (preprocess.py)
+    features     one backbone pass per image, one proposal pass (or the caller's candidates)
+    model        OMaMa: descriptors, cross-attention, projection, cosine scores (modeling/)
+    selection    scores -> answers: the published best score, plus the configured rules (selection/)
+    results      one MatchResult per query
+
+All queries of one call share the features, the candidates and the model's pass (compute
+once, query many); with `selection.reverse_check` the source image gets a proposal pass too.
+Under `protocol="independent"` every query is answered as if it were alone in its call.
+The stages are timed per call.
 """
 
 from __future__ import annotations
@@ -20,18 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbone import build_backbone, input_scale, model_input_size, preprocess
-from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted
-from .encoder import balance_groups, mask_context_descriptors, proposal_descriptors
+from .backbone import build_backbone
+from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted, stored_config
 from .errors import ConfigError, DeviceError, InputError
-from .head import MatchingHead, _load
 from .image_io import as_mask_stack, to_rgb_uint8
-from .layout import fit_layout, layout_penalty
-from .masks import mask_box, mask_centroids, resize_nearest
+from .masks import boxes_from_masks, mask_box
+from .modeling import MatchingHead, OMaMa, build_model, cosine_scores, load_configured_head, load_head
+from .modeling.checkpoint import read_checkpoint
+from .preprocess import ModelInput, mask_regions, plan_input, proposal_regions, to_model_input
 from .proposals import Proposals, build_proposals
-from .selection import choose_candidates, exclusive_choices, ranked_choices, reverse_checked_scores
+from .selection import Selection
 
-LAYOUT_OPTIONS = 4  # each query's best objects that the layout fit weighs (layout.py)
+PROTOCOLS = ("joint", "independent")
 
 
 @dataclass
@@ -48,6 +56,7 @@ class MatchResult:
     timings: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     candidate_mask: np.ndarray | None = None  # the chosen candidate's mask, visible or not (see docs/api.md)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) every candidate's score
 
     def to_json(self) -> dict:
         """The result without the mask, for printing and logs."""
@@ -55,6 +64,17 @@ class MatchResult:
                 "box": list(self.box) if self.box else None, "candidate": self.candidate,
                 "num_candidates": self.num_candidates, "reason": self.reason,
                 "timings_ms": {k: round(v, 1) for k, v in self.timings.items()}}
+
+
+@dataclass
+class Candidates:
+    """Mask candidates for the target image from your own segmenter (SAM 2, precomputed
+    masks): masks (N, Ht, Wt) bool at the target image's size; boxes (N, 4) (x, y, w, h)
+    in target-image pixels, or None to take them from the masks (xmin, ymin, xmax - xmin,
+    ymax - ymin, as the publication computes boxes from masks)."""
+
+    masks: np.ndarray
+    boxes: np.ndarray | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -75,7 +95,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 class Matcher:
-    """Object mask matching between an ego and an exo view (O-MaMa)."""
+    """Object mask matching between an ego and an exo view (O-MaMa).
+
+    Args:
+        config: the resolved MatcherConfig.
+        backbone: dense features (omama_core.backbone / omama_core.offline).
+        proposals: the target image's mask candidates (omama_core.proposals), a callable.
+        head: the model's trained part (modeling.MatchingHead); None: the k-NN variant.
+        device: where the backbone and the model run.
+        half: float16 autocast on CUDA.
+    """
 
     def __init__(self, config: MatcherConfig, backbone: torch.nn.Module, proposals, head: MatchingHead | None,
                  device: torch.device, half: bool = False):
@@ -83,7 +112,8 @@ class Matcher:
         self.device = device
         self.backbone = backbone.to(device).eval()
         self.proposals = proposals
-        self.head = head.to(device).eval() if head is not None else None
+        self.model: OMaMa = build_model(config, backbone, head).to(device).eval()
+        self.selection = Selection(config.selection, config.confidence)
         self.visibility_threshold = float(config.visibility_threshold)
         self.half = half and device.type == "cuda"
         if half and not self.half:
@@ -98,44 +128,36 @@ class Matcher:
         torch_device = resolve_device(device)
         backbone = build_backbone(config.backbone)
         proposals = build_proposals(config.proposals, device=str(torch_device))
-        if head is None and config.head.kind == "official":
-            head = MatchingHead.from_official(config.head_checkpoint())
-        elif head is None and config.head.kind == "trained":
-            head = MatchingHead.from_checkpoint(config.head_checkpoint())
-        if head is not None and head.dim != backbone.embed_dim:
-            raise ConfigError(f"the head expects {head.dim}-channel features but backbone "
-                              f"{config.backbone.kind}/{config.backbone.model} gives {backbone.embed_dim}")
+        if head is None:
+            head = load_configured_head(config)
         return cls(config, backbone, proposals, head, torch_device, half=half)
 
     # ---- stages ------------------------------------------------------------------------
-    def _view_max_side(self, view: str) -> int:
-        return self.config.sizing.ego_max_side if view == "ego" else self.config.sizing.exo_max_side
-
-    def input_scale(self, image: np.ndarray, view: str) -> float:
-        """Image pixels -> backbone-input pixels for an image of the given view."""
-        return input_scale(image.shape[0], image.shape[1], self._view_max_side(view))
+    def plan(self, image: np.ndarray, view: str) -> ModelInput:
+        """How an image of the given view ("ego" or "exo") maps to the model input."""
+        return plan_input(image.shape[:2], self.config.sizing, view)
 
     @torch.no_grad()
     def dense_features(self, image: np.ndarray, view: str) -> tuple[torch.Tensor, torch.Tensor]:
         """HxWx3 uint8 RGB -> tokens (1, C, h, w) and pooling features (1, C, h', w') on the
         backbone's pooling grid (backbone.pooling_stride px) for the given view ("ego" or "exo")."""
-        size = model_input_size(image.shape[0], image.shape[1], self._view_max_side(view))
         with self._autocast():
-            tokens, pooling = self.backbone.encode(preprocess(image, size).to(self.device))
+            tokens, pooling = self.backbone.encode(to_model_input(image, self.plan(image, view)).to(self.device))
         return tokens.float(), pooling.float()
+
+    def regions(self, image: np.ndarray, view: str, pooling: torch.Tensor, masks: np.ndarray | Proposals):
+        """Query masks (N, H, W) bool or Proposals of an image -> preprocess.Regions on the
+        encoder's grid of that image's pooling features (1, C, h', w')."""
+        plan, grid_hw = self.plan(image, view), self.model.encoder.grid_size(pooling.shape[2:])
+        if isinstance(masks, Proposals):
+            return proposal_regions(masks, plan, grid_hw)
+        return mask_regions(masks, plan, grid_hw)
 
     def descriptors(self, image: np.ndarray, view: str, pooling: torch.Tensor, masks: np.ndarray | Proposals
                     ) -> torch.Tensor:
         """Mask-context descriptors (N, 2C) of query masks (N, H, W) or of Proposals of an image,
         from that image's pooling features (1, C, h', w')."""
-        kwargs = dict(context_px=self.config.context_px, scale=self.input_scale(image, view),
-                      stride=self.backbone.pooling_stride)
-        if isinstance(masks, Proposals):
-            descriptors = proposal_descriptors(pooling[0], masks, **kwargs)
-        else:
-            descriptors = mask_context_descriptors(pooling[0], masks, image.shape[:2], **kwargs)
-        groups = getattr(self.backbone, "groups", None)  # a FusedBackbone: weigh each backbone's part
-        return balance_groups(descriptors, groups) if groups else descriptors
+        return self.model.encoder(pooling[0], self.regions(image, view, pooling, masks))
 
     def candidates(self, image: np.ndarray) -> Proposals:
         """Mask candidates of the target image."""
@@ -151,16 +173,26 @@ class Matcher:
 
     # ---- the public call ---------------------------------------------------------------
     @torch.no_grad()
-    def match(self, source_image: np.ndarray, source_masks: np.ndarray, target_image: np.ndarray) -> list[MatchResult]:
+    def match(self, source_image: np.ndarray, source_masks: np.ndarray, target_image: np.ndarray,
+              candidates: np.ndarray | Candidates | None = None, *, protocol: str = "joint") -> list[MatchResult]:
         """Find each source mask's object in the target image.
 
         Args:
             source_image: (Hs, Ws, 3) uint8 RGB (gray, RGBA and 16-bit are converted).
             source_masks: (K, Hs, Ws) or (Hs, Ws) bool query masks.
             target_image: (Ht, Wt, 3) uint8 RGB.
+            candidates: the target's mask candidates, (N, Ht, Wt) bool masks or Candidates
+                (masks with boxes); None: the configured proposals (FastSAM, classical).
+            protocol: "joint" (the selection rules may use the other queries of this call)
+                or "independent" (each query answered as if alone, as the publication does).
+        With no candidate at all a query is not visible (score -1); under sizing.mode
+        "official" one all-zero candidate is scored instead, as the authors' code does: its
+        mask is empty, and `visible` follows its confidence.
         Returns:
             K MatchResults in query order.
         """
+        if protocol not in PROTOCOLS:
+            raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         clock = _Clock()
         source_image = to_rgb_uint8(source_image, "source image")
         target_image = to_rgb_uint8(target_image, "target image")
@@ -168,6 +200,7 @@ class Matcher:
         if masks.shape[1:] != source_image.shape[:2]:
             raise InputError(f"source mask size {masks.shape[2]}x{masks.shape[1]} (WxH) differs from the source "
                              f"image size {source_image.shape[1]}x{source_image.shape[0]} (WxH)")
+        given = None if candidates is None else _as_proposals(candidates, target_image.shape[:2])
         source_view, target_view = self.config.direction[:3], self.config.direction[-3:]
         height, width = target_image.shape[:2]
         empty = ~masks.any(axis=(1, 2))
@@ -176,50 +209,34 @@ class Matcher:
         clock.lap("backbone_source")
         target_tokens, target_pooling = self.dense_features(target_image, target_view)
         clock.lap("backbone_target")
-        proposals = self.candidates(target_image)
+        proposals = given if given is not None else self.candidates(target_image)
+        substituted = len(proposals) == 0 and self.config.sizing.mode == "official"
+        if substituted:  # the authors' code scores one all-zero candidate (empty mask, box 0)
+            proposals = Proposals(np.zeros((1, 4), np.float32), np.zeros(1, np.float32),
+                                  masks=np.zeros((1, height, width), bool))
         clock.lap("proposals")
         if len(proposals) == 0 or empty.all():
             reason = "no mask candidates in the target image" if len(proposals) == 0 else None
             return [self._not_visible(height, width, len(proposals), clock.timings(), reason or "empty query mask")
                     for _ in masks]
 
-        source_desc = self.descriptors(source_image, source_view, source_pooling, masks)
-        candidate_desc = self.descriptors(target_image, target_view, target_pooling, proposals)
-        clock.lap("encoder")
-        regions = region_desc = None
-        if self.config.reverse_check > 0:
+        queries = self.regions(source_image, source_view, source_pooling, masks)
+        targets = self.regions(target_image, target_view, target_pooling, proposals)
+        with self._autocast():
+            output = self.model(source_tokens, source_pooling, queries, target_tokens, target_pooling, targets)
+        clock.lap("model")
+        reverse = None
+        if self.config.selection.reverse_check > 0:
             regions = self.candidates(source_image)
             if len(regions):  # a featureless source image has no regions to check against
-                region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
+                with self._autocast():
+                    region_desc = self.descriptors(source_image, source_view, source_pooling, regions)
+                    region_embeddings = self.model.embed_sources(region_desc, target_tokens)
+                    reverse = (cosine_scores(output.candidates, region_embeddings).float(), regions)  # (N, M)
             clock.lap("source_regions")
-        scores, visibility, reverse = self._score(source_desc, candidate_desc, source_tokens, target_tokens,
-                                                  region_desc)
-        if reverse is not None:
-            outside = torch.from_numpy(outside_regions(masks, regions)).to(reverse.device)
-            scores = reverse_checked_scores(scores, reverse, outside, self.config.reverse_check)
-        scores = scores.cpu().numpy()
-        exclusive = self.config.exclusive_matches and (~empty).sum() > 1
-        use_layout = self.config.layout_weight > 0 and (~empty).sum() >= 3
-        # the candidates' nesting, computed once for all rules (an N x N pixel product for dense masks)
-        nesting = ((torch.from_numpy(proposals.containment()), torch.from_numpy(proposals.areas()))
-                   if exclusive or use_layout or self.config.whole_object_margin > 0 else None)
-        if use_layout:
-            scores = scores - self._layout_penalty(scores, masks, ~empty, proposals, nesting, (height, width))
-            clock.lap("layout")
-        if visibility is None:  # score-based visibility: the best score, after the reverse check and the layout
-            visibility = scores.max(axis=1)
-        else:
-            visibility = visibility.cpu().numpy()
-        chosen = self._choose(scores, nesting)
-        answers = chosen
-        if exclusive:
-            score_visibility = self.head is None or self.head.visibility is None
-            # with a score-based visibility, a query that will be called not visible takes nothing
-            answers, best_left = self._exclusive(scores, chosen, nesting, ~empty,
-                                                 self.visibility_threshold if score_visibility else -1.0)
-            if score_visibility:
-                visibility = best_left  # the best score left after the better queries took theirs
-        clock.lap("head")
+        selected = self.selection(output.scores, output.visibility, masks, ~empty, proposals,
+                                  self.visibility_threshold, joint=protocol == "joint", reverse=reverse)
+        clock.lap("selection")
 
         timings = clock.timings()
         results = []
@@ -227,109 +244,45 @@ class Matcher:
             if empty[k]:
                 results.append(self._not_visible(height, width, len(proposals), timings, "empty query mask"))
                 continue
-            visible = bool(visibility[k] >= self.visibility_threshold)
+            visibility = float(selected.visibility[k])
+            visible = bool(visibility >= self.visibility_threshold)
             # not visible: the candidate it chose first, which the official protocol still scores
-            best = int(answers[k] if visible else chosen[k])
+            best = int(selected.answers[k] if visible else selected.first_choices[k])
             best_mask = proposals.mask(best)
             mask = best_mask if visible else np.zeros((height, width), bool)
+            reason = None if visible else f"visibility {visibility:.3f} below threshold {self.visibility_threshold:.3f}"
+            if substituted:
+                reason = "no mask candidates in the target image: scored one all-zero candidate, as the authors' code"
             results.append(MatchResult(
-                mask=mask, score=float(scores[k, best]), visible=visible,
-                visibility=float(visibility[k]), box=mask_box(mask) if visible else None,
+                mask=mask, score=float(selected.scores[k, best]), visible=visible,
+                visibility=visibility, box=mask_box(mask) if visible else None,
                 candidate=best if visible else -1, num_candidates=len(proposals), timings=dict(timings),
-                candidate_mask=best_mask,
-                reason=None if visible else f"visibility {float(visibility[k]):.3f} below threshold "
-                                            f"{self.visibility_threshold:.3f}"))
+                candidate_mask=best_mask, scores=selected.scores[k].astype(np.float32), reason=reason))
         return results
-
-    def _exclusive(self, scores: np.ndarray, chosen: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor],
-                   active: np.ndarray, keep_above: float) -> tuple[np.ndarray, np.ndarray]:
-        """selection.exclusive_choices on numpy, with nesting = (contains (N, N), areas (N,)):
-        answers (K,) and the best score left to each (K,)."""
-        contains, areas = nesting
-        answers, best_left = exclusive_choices(
-            torch.from_numpy(scores), torch.from_numpy(np.asarray(chosen, np.int64)), contains, areas,
-            self.config.whole_object_margin, torch.from_numpy(active), keep_above,
-            self.config.whole_object_part_margin)
-        return answers.numpy(), best_left.numpy()
-
-    def _layout_penalty(self, scores: np.ndarray, masks: np.ndarray, active: np.ndarray, proposals: Proposals,
-                        nesting: tuple[torch.Tensor, torch.Tensor], target_hw: tuple[int, int]) -> np.ndarray:
-        """(K, N) penalty from the layout of the active queries' best objects (layout.py);
-        zeros when no map fits."""
-        config, (contains, areas) = self.config, nesting
-        options, option_scores = ranked_choices(torch.from_numpy(scores[active]), contains, areas, LAYOUT_OPTIONS,
-                                                config.whole_object_margin, config.whole_object_part_margin)
-        query_centres, candidate_centres = mask_centroids(masks[active]), proposals.centroids()
-        diagonal = float(np.hypot(*target_hw))
-        affine = fit_layout(query_centres, options.numpy(), option_scores.numpy(), candidate_centres, diagonal,
-                            config.layout_weight, config.layout_tolerance, config.layout_cap)
-        penalty = np.zeros_like(scores)
-        if affine is not None:
-            penalty[active] = layout_penalty(query_centres, candidate_centres, affine, diagonal,
-                                             config.layout_weight, config.layout_tolerance, config.layout_cap)
-        return penalty
-
-    def _choose(self, scores: np.ndarray, nesting: tuple[torch.Tensor, torch.Tensor] | None) -> np.ndarray:
-        """(K, N) scores -> (K,) chosen candidates (selection.py; the best score at margin 0)."""
-        margin = self.config.whole_object_margin
-        if margin <= 0:
-            return scores.argmax(1)
-        k = len(scores)
-        contains, areas = nesting
-        return choose_candidates(torch.from_numpy(scores), contains[None].expand(k, -1, -1),
-                                 areas[None].expand(k, -1), margin, self.config.whole_object_part_margin).numpy()
-
-    def _score(self, source_desc: torch.Tensor, candidate_desc: torch.Tensor, source_tokens: torch.Tensor,
-               target_tokens: torch.Tensor, region_desc: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(K, 2C) query, (N, 2C) candidate and optional (M, 2C) source-region descriptors ->
-        scores (K, N), learned visibility (K,) or None, and reverse scores (N, M) of the
-        candidates against the source regions (None without regions).
-
-        The k-NN variant compares normalised descriptors; a head embeds queries (and source
-        regions, which are sources too) and candidates first. Visibility is None unless the
-        head has that output: the caller then takes the best score."""
-        with self._autocast():
-            sources = self._embed_sources(source_desc, target_tokens)  # (K, D)
-            candidates = self._embed_candidates(candidate_desc, source_tokens)  # (N, D)
-            scores = (sources @ candidates.T).float()
-            reverse = (None if region_desc is None
-                       else (candidates @ self._embed_sources(region_desc, target_tokens).T).float())
-            visibility = None
-            if self.head is not None and self.head.visibility is not None:
-                visibility = torch.sigmoid(self.head.visibility_logit(sources.float(), scores).float())
-        return scores, visibility, reverse
-
-    def _embed_sources(self, desc: torch.Tensor, target_tokens: torch.Tensor) -> torch.Tensor:
-        """(K, 2C) source-image descriptors -> (K, D), comparable with _embed_candidates."""
-        if self.head is None:
-            return torch.nn.functional.normalize(desc, dim=-1)
-        return self.head.embed_sources(desc[None], target_tokens)[0]
-
-    def _embed_candidates(self, desc: torch.Tensor, source_tokens: torch.Tensor) -> torch.Tensor:
-        """(N, 2C) target-image descriptors -> (N, D)."""
-        if self.head is None:
-            return torch.nn.functional.normalize(desc, dim=-1)
-        return self.head.embed_candidates(desc[None], source_tokens)[0]
 
     @staticmethod
     def _not_visible(height: int, width: int, num_candidates: int, timings: dict, reason: str) -> MatchResult:
         return MatchResult(mask=np.zeros((height, width), bool), score=-1.0, visible=False, visibility=0.0,
-                           box=None, candidate=-1, num_candidates=num_candidates, timings=dict(timings), reason=reason)
+                           box=None, candidate=-1, num_candidates=num_candidates, timings=dict(timings), reason=reason,
+                           scores=np.full(num_candidates, -1.0, np.float32))
 
 
-REGION_INSIDE = 0.5  # a source region with at least this share of its area inside a query is part of it
-
-
-def outside_regions(masks: np.ndarray, regions: Proposals) -> np.ndarray:
-    """Query masks (K, H, W) bool and the source image's regions -> (K, M) bool: region m is
-    not part of query k (less than REGION_INSIDE of it lies inside). On a 4-px grid: exact
-    enough for a half-inside test, and cheap for hundreds of regions."""
-    grid_hw = (max(1, masks.shape[1] // 4), max(1, masks.shape[2] // 4))
-    region_grid = regions.resized_masks(grid_hw).reshape(len(regions), -1).astype(np.float32)  # (M, h*w)
-    query_grid = resize_nearest(masks, grid_hw).reshape(len(masks), -1).astype(np.float32)  # (K, h*w)
-    inside = query_grid @ region_grid.T / np.maximum(region_grid.sum(axis=1), 1.0)
-    return inside < REGION_INSIDE
+def _as_proposals(candidates: np.ndarray | Candidates, target_hw: tuple[int, int]) -> Proposals:
+    """The caller's candidates -> Proposals, checked against the target image's size."""
+    if not isinstance(candidates, Candidates):
+        candidates = Candidates(candidates)
+    masks = np.asarray(candidates.masks)
+    if masks.ndim != 3 or masks.shape[1:] != tuple(target_hw):
+        raise InputError(f"candidate masks must be (N, {target_hw[0]}, {target_hw[1]}) (the target image's size), "
+                         f"got shape {masks.shape}")
+    masks = masks.astype(bool, copy=False)
+    if candidates.boxes is None:
+        boxes = boxes_from_masks(masks)
+    else:
+        boxes = np.asarray(candidates.boxes, np.float32)
+        if boxes.shape != (len(masks), 4):
+            raise InputError(f"candidate boxes must be (N, 4) = ({len(masks)}, 4) as (x, y, w, h), got {boxes.shape}")
+    return Proposals(boxes, np.ones(len(masks), np.float32), masks=masks)
 
 
 class _Clock:
@@ -354,11 +307,11 @@ def _config_and_head(name_or_path: str, direction: str | None, overrides: dict |
     if direction is not None:
         overrides["direction"] = direction
     if Path(name_or_path).suffix in (".pt", ".pth"):
-        payload = _load(name_or_path, "cpu")
+        payload = read_checkpoint(name_or_path, "cpu")
         if not isinstance(payload, dict) or "config" not in payload:
             raise ConfigError(f"{name_or_path} is not an `omama train` checkpoint (it has no embedded config); "
                               "for the authors' released weights use a YAML config with head.kind: official")
-        data = payload["config"]
+        data = stored_config(payload["config"])
         for key, value in overrides.items():
             set_dotted(data, key, value)
         config = config_from_dict(data)
@@ -367,5 +320,5 @@ def _config_and_head(name_or_path: str, direction: str | None, overrides: dict |
         if payload.get("direction") and config.direction != payload["direction"]:
             warnings.warn(f"{name_or_path} was trained for {payload['direction']} but is used for {config.direction}",
                           stacklevel=3)
-        return config, MatchingHead.from_checkpoint(name_or_path)
+        return config, load_head(name_or_path)
     return load_config(name_or_path, overrides), None

@@ -17,7 +17,7 @@ import torch
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
 from .masks import centroids_from_moments, mask_centroids, resize_nearest
-from .offline import configure_offline
+from .network import disable_hub_downloads
 
 
 class Proposals:
@@ -115,20 +115,22 @@ class Proposals:
 
 
 class FastSAMProposals:
-    """FastSAM (a one-class YOLOv8-seg) from a local .pt file.
+    """FastSAM (a one-class YOLOv8-seg) from a local .pt file. The defaults are FastSAM's own
+    (imgsz 1024, conf 0.4, iou 0.9, retina masks, at most 300 masks): the authors never
+    published their extraction settings.
 
     Only load checkpoints you trust: ultralytics .pt files are pickles.
     """
 
     def __init__(self, weights: str | None, imgsz: int = 1024, conf: float = 0.4, iou: float = 0.9,
-                 max_masks: int = 100, device: str = "cpu"):
+                 max_masks: int = 300, device: str = "cpu"):
         if weights is None or not os.path.isfile(weights):
             raise WeightsNotFoundError(
                 f"FastSAM weights file not found: {weights}\n"
                 "Download FastSAM-x.pt or FastSAM-s.pt (github.com/CASIA-IVA-Lab/FastSAM, or the "
                 "ultralytics assets release) on a machine with internet access and set "
                 "proposals.weights (or --proposal-weights) to the file.")
-        configure_offline()
+        disable_hub_downloads()
         from ultralytics import FastSAM  # imported late: heavy, and must see the offline settings
 
         try:

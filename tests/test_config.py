@@ -32,10 +32,11 @@ def test_every_shipped_config_loads_and_validates(name):
     assert isinstance(config, MatcherConfig)
     assert config.name == name
     raw = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
-    assert config.direction == raw["direction"]
-    assert config.backbone.kind == raw["backbone"]["kind"]
-    assert config.proposals.kind == raw["proposals"]["kind"]
-    assert config.head.kind == raw["head"]["kind"]
+    base = yaml.safe_load((CONFIG_DIR / "base" / f"{raw['extends']}.yaml").read_text())  # every one extends a base
+    for section, key in (("backbone", "kind"), ("proposals", "kind"), ("head", "kind")):
+        expected = raw.get(section, {}).get(key, base.get(section, {}).get(key))  # the file wins over its base
+        assert getattr(getattr(config, section), key) == expected, (section, key)
+    assert config.direction == raw.get("direction", base["direction"])
     # every path a shipped config names is absolute after loading (no '~', no relative path)
     for path in (config.backbone.weights, config.proposals.weights, config.head_checkpoint()):
         if path is not None:
@@ -239,8 +240,8 @@ def test_unknown_kinds_are_rejected(section, value):
 # ---- types and ranges -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("exclusive_matches", "no", "true or false"),  # a non-empty string would turn the rule ON
-    ("exclusive_matches", 1, "true or false"),
+    ("selection.exclusive_matches", "no", "true or false"),  # a non-empty string would turn the rule ON
+    ("selection.exclusive_matches", 1, "true or false"),
     ("proposals.conf", "0.3", "a number"),
     ("proposals.max_masks", [10], "an integer"),
     ("proposals.max_masks", True, "an integer"),  # YAML reads yes/no/on/off as bools
@@ -260,16 +261,16 @@ def test_a_value_of_the_wrong_type_names_key_value_and_type(key, value, expected
 
 def test_a_wrong_type_in_a_yaml_file_is_named(tmp_path):
     path = tmp_path / "typed.yaml"
-    path.write_text('exclusive_matches: "no"\n')
-    with pytest.raises(ConfigError, match=r"exclusive_matches must be true or false, got 'no' \(str\)"):
+    path.write_text('selection:\n  exclusive_matches: "no"\n')
+    with pytest.raises(ConfigError, match=r"selection.exclusive_matches must be true or false, got 'no' \(str\)"):
         load_config(path)
 
 
 def test_yaml_bools_and_ints_are_read_as_their_fields_want():
     # YAML 1.1 reads an unquoted no as false: that is a bool, and must switch the rule off
-    config = load_config("default", parse_overrides(["exclusive_matches=no", "proposals.conf=1",
+    config = load_config("default", parse_overrides(["selection.exclusive_matches=no", "proposals.conf=1",
                                                      "head.checkpoint=null"]))
-    assert config.exclusive_matches is False
+    assert config.selection.exclusive_matches is False
     assert config.proposals.conf == 1  # an int is a valid float, kept as written (cache keys hash it)
     assert config.head.checkpoint is None
 
@@ -329,10 +330,31 @@ def test_the_training_config_builds_nested_sections_from_their_annotations():
 
 def test_validate_checks_the_types_of_a_config_built_in_python():
     config = MatcherConfig()
-    config.exclusive_matches = "no"
-    with pytest.raises(ConfigError, match="exclusive_matches must be true or false"):
+    config.selection.exclusive_matches = "no"
+    with pytest.raises(ConfigError, match="selection.exclusive_matches must be true or false"):
         config.validate()
     config = MatcherConfig()
     config.proposals.max_masks = "100"
     with pytest.raises(ConfigError, match="proposals.max_masks must be an integer"):
         config.validate()
+
+
+def test_extends_merges_a_base_section_by_section(tmp_path):
+    write_yaml(tmp_path / "base.yaml", {"proposals": {"kind": "classical", "max_masks": 7, "max_side": 300},
+                                        "visibility_threshold": 0.2})
+    path = write_yaml(tmp_path / "child.yaml", {"extends": "base.yaml", "backbone": {"kind": "handcrafted"},
+                                                "proposals": {"max_masks": 9}})
+    config = load_config(path)
+    assert (config.proposals.kind, config.proposals.max_masks, config.proposals.max_side) == ("classical", 9, 300)
+    assert config.visibility_threshold == 0.2 and config.name == "child"
+    assert load_config("default").proposals.kind == "classical"  # configs/base/offline.yaml
+    assert "offline" not in available_configs()  # bases are not configs of their own
+
+
+def test_extends_errors_name_the_base(tmp_path):
+    with pytest.raises(ConfigError, match="'nowhere'.*offline"):
+        load_config(write_yaml(tmp_path / "a.yaml", {"extends": "nowhere"}))
+    write_yaml(tmp_path / "b.yaml", {"extends": "c.yaml"})
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(write_yaml(tmp_path / "c.yaml", {"extends": "b.yaml"}))
+

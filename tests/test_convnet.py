@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from omama_core.backbone import ConvNetBackbone, build_backbone
+from omama_core.backbone import build_backbone
+from omama_core.offline import ConvNetBackbone
 from omama_core.config import BackboneConfig
-from omama_core.encoder import pooling_grid_size
+from omama_core.preprocess import pooling_grid_size
 from omama_core.errors import WeightsNotFoundError
 from omama_core.training.features import (BackboneTrainConfig, PairSampler, View, grid_iou, pair_loss,
                                           random_regions, render_take, retrieval_logits, save_weights,
@@ -36,15 +37,15 @@ def test_grids_match_the_encoder(hw):
 
 def test_white_balance_is_cancelled():
     """Gray world: the same scene under other per-channel gains gives nearly the same features."""
-    from omama_core.backbone import preprocess
+    from omama_core.preprocess import normalise
     from tests.conftest import draw_scene
 
     net = small_net().eval()
     image, _ = draw_scene(140, 140, 0.15, seed=3)
     tinted = np.clip(image * np.array([1.2, 1.0, 0.8]), 0, 255).astype(np.uint8)
     with torch.no_grad():
-        a = net.encode(preprocess(image, (140, 140)))[1]
-        b = net.encode(preprocess(tinted, (140, 140)))[1]
+        a = net.encode(normalise(torch.from_numpy(image)[None]))[1]
+        b = net.encode(normalise(torch.from_numpy(tinted)[None]))[1]
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.97
 
 
@@ -67,7 +68,7 @@ def test_weights_round_trip_and_errors(tmp_path):
 
 
 def test_shipped_weights_load():
-    from omama_core.backbone import FusedBackbone
+    from omama_core.offline import FusedBackbone
     from omama_core.config import load_config
 
     backbone = build_backbone(load_config("convnet_knn").backbone)
@@ -203,7 +204,7 @@ def test_segment_negatives(tiny_take):
 
 
 def test_fused_backbone_concatenates_and_weighs(tmp_path):
-    from omama_core.backbone import FusedBackbone, HandcraftedBackbone
+    from omama_core.offline import FusedBackbone, HandcraftedBackbone
     from omama_core.config import load_config
     from omama_core.errors import ConfigError
 

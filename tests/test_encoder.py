@@ -5,7 +5,15 @@ import math
 import numpy as np
 import torch
 
-from omama_core.encoder import mask_context_descriptors
+from omama_core.modeling.encoder import MaskContextEncoder
+from omama_core.preprocess import ModelInput, mask_regions, pooling_grid_size
+
+
+def mask_context_descriptors(features, masks, image_hw, boxes=None, context_px=100, scale=1.0, stride=14):
+    """The encoder on masks at image size, as the "scaled" sizing prepares them: (N, 2C)."""
+    plan = ModelInput("scaled", tuple(image_hw), tuple(image_hw), tuple(image_hw), scale)
+    regions = mask_regions(masks, plan, pooling_grid_size(features.shape[1:], stride), boxes)
+    return MaskContextEncoder(context_px, stride)(features, regions)
 
 
 def reference_bilinear(features: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -111,7 +119,7 @@ def test_balanced_descriptors_score_the_weighted_sum_of_cosines():
     backbone's own cosine (over its object and context channels together)."""
     import torch.nn.functional as F
 
-    from omama_core.encoder import balance_groups
+    from omama_core.modeling.encoder import balance_groups
 
     torch.manual_seed(0)
     groups = [(5, 0.7), (3, 0.3)]

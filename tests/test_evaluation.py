@@ -46,7 +46,7 @@ class OracleMatcher:
         self.wrong = wrong
         self.calls = 0
 
-    def match(self, source_image, source_masks, target_image):
+    def match(self, source_image, source_masks, target_image, protocol="joint"):
         self.calls += 1
         # the frame whose (JPEG-compressed) target image this is; exo masks alone repeat over frames
         pair = min(self.pairs, key=lambda p: np.abs(self._views(p)[3].astype(int) - target_image.astype(int)).mean())
@@ -207,7 +207,7 @@ def test_limit_and_unreadable_frames_are_reported(root, tmp_path):
 
 def test_matcher_errors_are_counted_not_fatal(root, tmp_path):
     class Refusing(OracleMatcher):
-        def match(self, source_image, source_masks, target_image):
+        def match(self, source_image, source_masks, target_image, protocol="joint"):
             if self.calls == 0:
                 self.calls += 1
                 raise InputError("source mask size differs from the source image size")
@@ -248,3 +248,27 @@ def test_eval_command_end_to_end_with_the_offline_model(root, tmp_path):
 def test_eval_command_names_a_missing_data_folder(tmp_path, capsys):
     assert omama_main(["eval", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 50 s each: the offline default on 3 frames, twice
+@pytest.mark.parametrize("overrides, differ", [
+    ({}, True),  # the default: exclusive matches and the layout prior use the frame's other objects
+    ({"selection.exclusive_matches": False, "selection.layout_weight": 0.0}, False),  # per-query rules only
+])
+def test_independent_and_joint_protocols(root, tmp_path, overrides, differ):
+    """Under "independent" each query is answered as if alone; under "joint" the selection
+    rules may use the frame's other objects. Only rules of the second kind tell them apart."""
+    from omama_core import Matcher
+
+    matcher = Matcher.from_config("default", device="cpu", overrides=overrides)
+    reports = {}
+    for protocol in ("independent", "joint"):
+        reports[protocol] = evaluate_matcher(root, "test", ["ego2exo"], lambda _: matcher, tmp_path / protocol,
+                                             plots=False, progress=False, protocol=protocol)
+        written = json.loads((tmp_path / protocol / "metrics.json").read_text())
+        assert written["protocol"] == protocol
+    keys = ("iou", "location_error", "contour_accuracy", "visibility_balanced_accuracy")
+    numbers = {p: [reports[p]["ego2exo"][k] for k in keys] for p in reports}
+    assert (numbers["independent"] != numbers["joint"]) == differ, numbers
+    with pytest.raises(DatasetError, match="protocol"):
+        evaluate_matcher(root, "test", ["ego2exo"], lambda _: matcher, tmp_path / "bad", protocol="alone")

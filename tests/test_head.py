@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from omama_core.errors import CheckpointMismatchError
-from omama_core.head import MatchingHead
+from omama_core.modeling import MatchingHead, load_head, load_official_head, save_head
 
 
 def layer_norm(x, weight, bias):
@@ -87,11 +87,11 @@ def test_official_checkpoint_loads_strictly_and_matches_reference(tmp_path):
     sd = official_state_dict()
     path = tmp_path / "omama_exo2ego.pt"
     torch.save(sd, path)
-    head = MatchingHead.from_official(str(path), source_grid=(3, 5), target_grid=(4, 4))
+    head = load_official_head(str(path), source_grid=(3, 5), target_grid=(4, 4))
     assert head.source_grid == (3, 5) and head.target_grid == (4, 4)
     args = inputs()
     with torch.no_grad():
-        ours = head(*args)
+        ours = head(*args)[:, 0]  # (B, K=1, N) -> (B, N)
     expected = reference_forward(sd, *args, heads=4)
     assert ours.shape == (2, 7)
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
@@ -101,7 +101,7 @@ def test_official_checkpoint_loads_strictly_and_matches_reference(tmp_path):
 def test_official_published_sizes_infer_grids(tmp_path):
     sd = official_state_dict(dim=8, hidden=8, source_grid=(38, 68), target_grid=(50, 50))
     torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pt")
-    head = MatchingHead.from_official(str(tmp_path / "wrapped.pt"))
+    head = load_official_head(str(tmp_path / "wrapped.pt"))
     assert head.source_grid == (38, 68) and head.target_grid == (50, 50)
 
 
@@ -111,11 +111,11 @@ def test_official_loader_names_missing_and_unexpected_keys(tmp_path):
     sd["extra_block.weight"] = torch.zeros(3)
     torch.save(sd, tmp_path / "bad.pt")
     with pytest.raises(CheckpointMismatchError, match="extra_block.weight"):
-        MatchingHead.from_official(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
+        load_official_head(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
     del sd["extra_block.weight"]
     torch.save(sd, tmp_path / "bad.pt")
     with pytest.raises(CheckpointMismatchError, match=r"CROSS_context_attn\.key\.weight"):
-        MatchingHead.from_official(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
+        load_official_head(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
 
 
 def test_official_loader_reports_shape_mismatch(tmp_path):
@@ -123,7 +123,7 @@ def test_official_loader_reports_shape_mismatch(tmp_path):
     sd["mlp.mlp.2.weight"] = torch.zeros(5, 5)
     torch.save(sd, tmp_path / "bad.pt")
     with pytest.raises(CheckpointMismatchError, match=r"mlp\.mlp\.2\.weight"):
-        MatchingHead.from_official(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
+        load_official_head(str(tmp_path / "bad.pt"), (3, 5), (4, 4))
 
 
 def test_position_embeddings_follow_the_token_grid():
@@ -131,13 +131,13 @@ def test_position_embeddings_follow_the_token_grid():
     source_desc, candidate_desc, _, _ = inputs(dim=16)
     with torch.no_grad():  # other grids than the trained ones are interpolated, not an error
         scores = head(source_desc, candidate_desc, torch.randn(2, 16, 6, 10), torch.randn(2, 16, 2, 2))
-    assert scores.shape == (2, 7) and torch.isfinite(scores).all()
+    assert scores.shape == (2, 1, 7) and torch.isfinite(scores).all()
 
 
 def test_omama_checkpoint_round_trip_and_visibility(tmp_path):
     head = MatchingHead(dim=16, source_grid=(3, 5), target_grid=(4, 4), hidden_dim=32, visibility=True)
-    head.save(str(tmp_path / "head.pt"), step=3)
-    loaded = MatchingHead.from_checkpoint(str(tmp_path / "head.pt"))
+    save_head(head, str(tmp_path / "head.pt"), step=3)
+    loaded = load_head(str(tmp_path / "head.pt"))
     args = inputs(dim=16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(*args), head(*args))
@@ -145,7 +145,7 @@ def test_omama_checkpoint_round_trip_and_visibility(tmp_path):
     assert logits.shape == (2,)
     with pytest.raises(CheckpointMismatchError, match="not an omama head checkpoint"):
         torch.save(official_state_dict(), tmp_path / "official.pt")
-        MatchingHead.from_checkpoint(str(tmp_path / "official.pt"))
+        load_head(str(tmp_path / "official.pt"))
 
 
 def test_residual_head_starts_as_the_knn():
@@ -157,7 +157,7 @@ def test_residual_head_starts_as_the_knn():
     source, candidates = torch.randn(2, 1, 16), torch.randn(2, 5, 16)
     tokens_s, tokens_t = torch.randn(2, 8, 3, 4), torch.randn(2, 8, 4, 4)
     knn = (F.normalize(candidates, dim=-1) * F.normalize(source, dim=-1)).sum(-1)
-    scores = head(source, candidates, tokens_s, tokens_t)
+    scores = head(source, candidates, tokens_s, tokens_t)[:, 0]
     assert torch.allclose(scores, knn, atol=0.02)
     assert head.visibility_logit(head.embed_sources(source, tokens_t)[:, 0], knn).shape == (2,)
     scores[:, 0].sum().backward()

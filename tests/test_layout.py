@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from omama_core.errors import ConfigError
-from omama_core.layout import fit_layout, layout_penalty
+from omama_core.selection.layout import fit_layout, layout_penalty
 from omama_core.masks import mask_centroids
 from omama_core.proposals import Proposals
-from omama_core.selection import ranked_choices
+from omama_core.selection.rules import ranked_choices
 
 from tests.conftest import OBJECTS, draw_scene
 
@@ -115,7 +115,7 @@ def test_a_twin_is_told_apart_by_where_the_other_objects_are():
     queries = np.stack([ego_masks[name] for name, *_ in OBJECTS])  # the twin is no query
 
     def answer(weight: float) -> str:
-        result = Matcher.from_config("knn", device="cpu", overrides={"layout_weight": weight}).match(ego, queries, exo)
+        result = Matcher.from_config("knn", device="cpu", overrides={"selection.layout_weight": weight}).match(ego, queries, exo)
         overlaps = {name: (result[0].candidate_mask & mask).sum() for name, mask in exo_masks.items()}
         return max(overlaps, key=overlaps.get)
 
@@ -123,9 +123,9 @@ def test_a_twin_is_told_apart_by_where_the_other_objects_are():
     assert answer(0.5) == "red_disc"
 
 
-@pytest.mark.parametrize("overrides, message", [({"layout_weight": -0.1}, "layout_weight"),
-                                                 ({"layout_tolerance": 0.3, "layout_cap": 0.3}, "layout_tolerance"),
-                                                 ({"layout_cap": 2.5}, "layout_cap")])
+@pytest.mark.parametrize("overrides, message", [({"selection.layout_weight": -0.1}, "layout_weight"),
+                                                 ({"selection.layout_tolerance": 0.3, "selection.layout_cap": 0.3}, "layout_tolerance"),
+                                                 ({"selection.layout_cap": 2.5}, "layout_cap")])
 def test_layout_settings_are_validated(overrides, message):
     from omama_core.config import load_config
 

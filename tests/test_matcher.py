@@ -14,11 +14,11 @@ import yaml
 
 from omama_core import Matcher, MatchResult, available_configs, load_config
 from omama_core.errors import ConfigError, DeviceError, InputError, OmamaError, WeightsNotFoundError
-from omama_core.head import MatchingHead
+from omama_core.modeling import MatchingHead, save_head
 from omama_core.matcher import resolve_device
 from omama_core.proposals import Proposals
 
-STAGES = {"backbone_source", "backbone_target", "proposals", "encoder", "head", "total"}
+STAGES = {"backbone_source", "backbone_target", "proposals", "model", "selection", "total"}
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 
@@ -95,7 +95,7 @@ def test_results_are_well_formed(batch, two_views, knn_matcher):
         assert result.visibility >= knn_matcher.visibility_threshold  # since visible
         # k-NN: visibility is the best cosine; the chosen candidate (the whole object, selection.py)
         # scores at most whole_object_margin below it
-        assert result.score - 1e-6 <= result.visibility <= result.score + knn_matcher.config.whole_object_margin + 1e-6
+        assert result.score - 1e-6 <= result.visibility <= result.score + knn_matcher.config.selection.whole_object_margin + 1e-6
 
 
 def test_timings_per_stage(batch):
@@ -280,7 +280,7 @@ def test_direction_and_overrides_reach_the_config():
                                   overrides={"visibility_threshold": 0.75})
     assert matcher.config.direction == "exo2ego"
     assert matcher.visibility_threshold == 0.75 and matcher.config.visibility_threshold == 0.75
-    assert matcher.head is None and matcher.config.head.kind == "knn"
+    assert matcher.model.head is None and matcher.config.head.kind == "knn"
 
 
 def test_unknown_config_name_lists_the_available_configs():
@@ -324,7 +324,7 @@ def write_training_checkpoint(path, dim: int = 30) -> MatchingHead:
     head = MatchingHead(dim=dim, num_heads=2, source_grid=(5, 5), target_grid=(4, 6), hidden_dim=32, visibility=True)
     config = load_config("handcrafted").to_dict()
     config["head"] = {"kind": "trained", "checkpoint": None}
-    head.save(str(path), config=config, direction="ego2exo")
+    save_head(head, str(path), config=config, direction="ego2exo")
     return head
 
 
@@ -341,9 +341,9 @@ def test_matcher_from_a_training_checkpoint_loads_and_runs(checkpoint, two_views
     matcher = Matcher.from_config(str(path), device="cpu")
     assert matcher.config.head.kind == "trained" and matcher.config.head.checkpoint == str(path)
     assert matcher.config.direction == "ego2exo"
-    assert matcher.head is not None and matcher.head.visibility is not None
+    assert matcher.model.head is not None and matcher.model.head.visibility is not None
     for name, tensor in saved.state_dict().items():  # the saved weights, not a fresh head
-        assert torch.equal(matcher.head.state_dict()[name], tensor), name
+        assert torch.equal(matcher.model.head.state_dict()[name], tensor), name
     results = matcher.match(ego, queries[1], exo)
     assert len(results) == 4
     for result in results:
@@ -393,7 +393,7 @@ def ego_features(knn_matcher, two_views):
 def descriptors_at_two_resolutions(features, masks, image_hw):
     """Descriptors of the same masks, once at image size and once at 4x the pixels
     (scale 0.25 maps them back to the model input): (small, big), each (N, 2C)."""
-    from omama_core.encoder import mask_context_descriptors
+    from tests.test_encoder import mask_context_descriptors
 
     small = mask_context_descriptors(features, masks, image_hw)
     big = mask_context_descriptors(features, masks.repeat(4, 1).repeat(4, 2), (image_hw[0] * 4, image_hw[1] * 4),
@@ -431,7 +431,7 @@ def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direc
 
     ego, _, exo, _ = two_views
     matcher = Matcher.from_config("handcrafted", device="cpu", direction=direction)
-    assert matcher.head is not None and matcher.head.visibility is not None
+    assert matcher.model.head is not None and matcher.model.head.visibility is not None
     shipped = torch.load(matcher.config.head_checkpoint(direction), map_location="cpu", weights_only=True)
     assert shipped["direction"] == direction
     source, target = (ego, exo) if direction == "ego2exo" else (exo, ego)
@@ -445,25 +445,27 @@ def test_handcrafted_config_uses_the_shipped_trained_head_of_its_direction(direc
 
 
 def test_exclusive_matches_never_give_two_queries_the_same_object(two_views):
-    """The same query twice: without exclusive_matches both get the same candidate; with it
-    the second gets the best candidate that overlaps nothing of the first's, visible only when
-    that candidate's score passes the threshold."""
+    """The same query twice: without exclusive_matches both get the same candidate. With it
+    the second copy chooses among what is left: at the shipped threshold nothing left looks
+    like a red disc, so it is not visible, with the best score left as its visibility; at a
+    threshold nothing falls below, it answers with a candidate that overlaps nothing of the
+    first's."""
     ego, ego_masks, exo, _ = two_views
     twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
     shared = Matcher.from_config("knn", device="cpu").match(ego, twice, exo)
     assert shared[0].candidate == shared[1].candidate >= 0
-    exclusive = Matcher.from_config("knn", device="cpu", overrides={"exclusive_matches": True}).match(ego, twice, exo)
-    assert exclusive[0].candidate == shared[0].candidate and exclusive[0].visible
-    second = exclusive[1]  # what is left for the second copy scores below the knn config's threshold
+    exclusive = Matcher.from_config("knn", device="cpu", overrides={"selection.exclusive_matches": True})
+    results = exclusive.match(ego, twice, exo)
+    assert results[0].candidate == shared[0].candidate and results[0].visible
+    second = results[1]
     assert not second.visible and second.candidate == -1
-    assert second.visibility < exclusive[0].visibility and second.visibility < shared[1].visibility
+    assert second.visibility < exclusive.visibility_threshold < shared[1].visibility
     assert np.array_equal(second.candidate_mask, shared[1].candidate_mask)  # what the protocol scores
-    assert exclusive[2].candidate == shared[2].candidate  # the box is nobody else's
-    admitted = Matcher.from_config("knn", device="cpu", overrides={"exclusive_matches": True, "visibility_threshold": 0.0})
-    admitted = admitted.match(ego, twice, exo)  # a threshold that the leftover candidate passes
-    assert admitted[1].visible and admitted[1].candidate not in (-1, admitted[0].candidate)
-    assert admitted[1].visibility == pytest.approx(second.visibility)
-    assert not (admitted[1].mask & admitted[0].mask).any()
+    assert results[2].candidate == shared[2].candidate  # the box is nobody else's
+    exclusive.visibility_threshold = -1.0
+    results = exclusive.match(ego, twice, exo)
+    assert results[1].visible and results[1].candidate not in (-1, results[0].candidate)
+    assert not (results[1].mask & results[0].mask).any()
 
 
 def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_region():
@@ -487,7 +489,7 @@ def test_reverse_check_stops_a_hidden_object_answering_with_a_same_coloured_regi
     exo, exo_arm = with_arm(exo, (420, 230), (40, 12))
     queries = np.stack([ego_masks["red_disc"] & ~ego_arm, ego_masks["blue_box"]])
     plain = Matcher.from_config("knn", device="cpu").match(ego, queries, exo)
-    checked = Matcher.from_config("knn", device="cpu", overrides={"reverse_check": 1.0}).match(ego, queries, exo)
+    checked = Matcher.from_config("knn", device="cpu", overrides={"selection.reverse_check": 1.0}).match(ego, queries, exo)
     assert (plain[0].candidate_mask & exo_arm).sum() > 0.5 * exo_arm.sum()  # the disc answers with the arm
     assert checked[0].visibility < plain[0].visibility - 0.1
     assert "source_regions" in checked[0].timings and "source_regions" not in plain[0].timings
@@ -502,18 +504,85 @@ def test_reverse_check_without_source_regions_changes_nothing(two_views):
     query = np.zeros((120, 160), bool)
     query[40:80, 60:100] = True
     plain = Matcher.from_config("knn", device="cpu").match(flat, query, exo)[0]
-    checked = Matcher.from_config("knn", device="cpu", overrides={"reverse_check": 1.0}).match(flat, query, exo)[0]
+    checked = Matcher.from_config("knn", device="cpu", overrides={"selection.reverse_check": 1.0}).match(flat, query, exo)[0]
     assert checked.candidate == plain.candidate and checked.score == pytest.approx(plain.score)
 
 
 def test_reverse_check_is_validated():
     with pytest.raises(ConfigError, match="reverse_check"):
-        Matcher.from_config("knn", device="cpu", overrides={"reverse_check": -1.0})
+        Matcher.from_config("knn", device="cpu", overrides={"selection.reverse_check": -1.0})
 
 
 def test_whole_object_part_margin_is_validated():
     with pytest.raises(ConfigError, match="whole_object_part_margin"):
-        Matcher.from_config("knn", device="cpu", overrides={"whole_object_part_margin": -0.1})
+        Matcher.from_config("knn", device="cpu", overrides={"selection.whole_object_part_margin": -0.1})
     with pytest.raises(ConfigError, match="needs whole_object_margin > 0"):
-        Matcher.from_config("knn", device="cpu", overrides={"whole_object_part_margin": 0.25,
-                                                            "whole_object_margin": 0.0})
+        Matcher.from_config("knn", device="cpu", overrides={"selection.whole_object_part_margin": 0.25,
+                                                            "selection.whole_object_margin": 0.0})
+
+
+# ---- protocols, the caller's candidates, scores ------------------------------------------------
+
+def test_independent_protocol_answers_each_query_as_if_alone(two_views):
+    """The same query twice plus another: under "joint" exclusive_matches makes the second
+    copy answer differently; under "independent" every answer is that of a call with the
+    query alone."""
+    ego, ego_masks, exo, _ = two_views
+    twice = np.stack([ego_masks["red_disc"], ego_masks["red_disc"], ego_masks["blue_box"]])
+    matcher = Matcher.from_config("knn", device="cpu", overrides={"selection.exclusive_matches": True})
+    joint = matcher.match(ego, twice, exo)
+    independent = matcher.match(ego, twice, exo, protocol="independent")
+    alone = [matcher.match(ego, mask, exo)[0] for mask in twice]
+    assert (joint[1].candidate, joint[1].visible) != (joint[0].candidate, joint[0].visible)
+    for result, single in zip(independent, alone):
+        assert (result.candidate, result.visible) == (single.candidate, single.visible)
+        np.testing.assert_allclose(result.scores, single.scores, atol=1e-5)
+    with pytest.raises(InputError, match="protocol"):
+        matcher.match(ego, twice, exo, protocol="alone")
+
+
+def test_caller_candidates_replace_the_proposals(knn_matcher, two_views, queries, monkeypatch):
+    """(N, Ht, Wt) masks: scored as given (no proposal pass), boxes from the masks; the same
+    masks with explicit boxes as Candidates give the same scores; every result carries the
+    (N,) scores, its score among them."""
+    from omama_core import Candidates
+    from omama_core.masks import boxes_from_masks
+
+    ego, _, exo, exo_masks = two_views
+    names = list(exo_masks)
+    masks = np.stack([exo_masks[name] for name in names])
+    monkeypatch.setattr(knn_matcher, "proposals", lambda image: pytest.fail("the proposals must not run"))
+    results = knn_matcher.match(ego, queries[1], exo, candidates=masks)
+    boxed = knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, boxes_from_masks(masks)))
+    for name, result, other in zip(queries[0], results, boxed):
+        assert result.num_candidates == len(masks) and result.scores.shape == (len(masks),)
+        assert names[result.candidate] == name  # four distinct objects: each finds its own
+        assert result.score == pytest.approx(float(result.scores[result.candidate]))
+        np.testing.assert_array_equal(result.scores, other.scores)
+    shifted = knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, boxes_from_masks(masks) + 60))
+    assert not np.allclose(shifted[0].scores, results[0].scores)  # the boxes are used (the context moves)
+    with pytest.raises(InputError, match="candidate masks must be"):
+        knn_matcher.match(ego, queries[1], exo, candidates=masks[:, :-1])
+    with pytest.raises(InputError, match="candidate boxes must be"):
+        knn_matcher.match(ego, queries[1], exo, candidates=Candidates(masks, np.zeros((1, 4))))
+
+
+def test_importing_omama_core_leaves_torch_and_the_environment_alone():
+    import subprocess
+    import sys
+
+    code = ("import os, sys; before = dict(os.environ); import omama_core; "
+            "assert 'torch' not in sys.modules, 'torch imported'; assert dict(os.environ) == before, 'env changed'; "
+            "omama_core.Matcher; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={k: v for k, v in __import__("os").environ.items()
+                                                                   if k not in ("HF_HUB_OFFLINE", "YOLO_OFFLINE")})
+
+
+def test_shipped_head_checkpoint_from_before_the_selection_section_still_loads():
+    """The shipped heads embed a config written when the selection keys were top-level."""
+    from omama_core.config import CONFIG_DIR
+
+    path = CONFIG_DIR.parent / "weights" / "synthetic_ego2exo.pt"
+    assert "whole_object_margin" in torch.load(path, map_location="cpu", weights_only=True)["config"]
+    matcher = Matcher.from_config(str(path), device="cpu")
+    assert matcher.config.selection.whole_object_margin == 0.05 and matcher.model.head is not None

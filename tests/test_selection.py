@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from omama_core.proposals import Proposals
-from omama_core.selection import choose_candidates
+from omama_core.selection.rules import choose_candidates
 
 
 def hierarchy() -> Proposals:
@@ -124,7 +124,7 @@ def two_objects():
 
 
 def test_exclusive_choices_give_a_taken_candidate_to_the_better_query_only():
-    from omama_core.selection import exclusive_choices
+    from omama_core.selection.rules import exclusive_choices
 
     contains, areas = two_objects()
     scores = torch.tensor([[0.9, 0.5, 0.2, 0.1],    # the cup's query
@@ -138,7 +138,7 @@ def test_exclusive_choices_give_a_taken_candidate_to_the_better_query_only():
 
 
 def test_exclusive_choices_leave_inactive_queries_and_report_when_nothing_is_left():
-    from omama_core.selection import exclusive_choices
+    from omama_core.selection.rules import exclusive_choices
 
     contains, areas = two_objects()
     contains[3, :] = True  # the table patch now holds everything
@@ -152,7 +152,7 @@ def test_exclusive_choices_leave_inactive_queries_and_report_when_nothing_is_lef
 
 
 def test_a_query_below_the_threshold_takes_nothing():
-    from omama_core.selection import exclusive_choices
+    from omama_core.selection.rules import exclusive_choices
 
     contains, areas = two_objects()
     scores = torch.tensor([[0.9, 0.1, 0.2, 0.1],   # keeps the cup
@@ -165,7 +165,7 @@ def test_a_query_below_the_threshold_takes_nothing():
 
 
 def test_reverse_check_lowers_only_candidates_that_match_another_source_region_better():
-    from omama_core.selection import reverse_checked_scores
+    from omama_core.selection.rules import reverse_checked_scores
 
     scores = torch.tensor([[0.9, 0.8, 0.3]])  # one query, three target candidates
     reverse = torch.tensor([[0.5, 0.95],  # candidate 0: no outside region beats the query
@@ -183,7 +183,7 @@ def test_reverse_check_lowers_only_candidates_that_match_another_source_region_b
 
 
 def test_outside_regions_tell_a_query_s_own_parts_from_the_rest():
-    from omama_core.matcher import outside_regions
+    from omama_core.selection.rules import outside_regions
 
     labels = np.full((40, 40), 2)  # 0 = the object's top quarter, 1 = the rest of it, 2 = table
     labels[8:24, 8:24] = 1

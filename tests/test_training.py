@@ -179,7 +179,7 @@ def test_train_writes_checkpoints_logs_and_a_usable_model(tiny_data, tmp_path):
     dataset = CorrespondenceDataset(root, "val", "ego2exo")
     sample = dataset[0]
     matcher = Matcher.from_config(str(run / "best.pt"), device="cpu")
-    assert matcher.head is not None and matcher.head.visibility is not None
+    assert matcher.model.head is not None and matcher.model.head.visibility is not None
     (out,) = matcher.match(sample.source_image, sample.source_mask, sample.target_image)
     assert out.mask.shape == sample.target_image.shape[:2] and 0.0 <= out.visibility <= 1.0
 

@@ -26,7 +26,7 @@ from omama_core.config import load_config  # noqa: E402
 from omama_core.data.cache import FeatureCache  # noqa: E402
 from omama_core.data.egoexo import CorrespondenceDataset  # noqa: E402
 from omama_core.directions import DIRECTIONS  # noqa: E402
-from omama_core.head import MatchingHead  # noqa: E402
+from omama_core.modeling import load_head  # noqa: E402
 from omama_core.training.config import load_train_config  # noqa: E402
 from omama_core.training.loop import train, validate  # noqa: E402
 from omama_core.training.pairs import CachedPairs  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> int:
         base = load_train_config(args.recipe, {"direction": direction, "optim.epochs": args.epochs})
         pairs = heldout_pairs(args.heldout_data, direction, base.matcher)
         matcher = load_config(base.matcher)
-        margin, part_margin = matcher.whole_object_margin, matcher.whole_object_part_margin  # every row chooses alike
+        margin, part_margin = matcher.selection.whole_object_margin, matcher.selection.whole_object_part_margin  # every row chooses alike
         for name, overrides in ROWS:
             key = f"{direction}/{name}"
             if key in results:
@@ -85,7 +85,7 @@ def main() -> int:
                                                          **overrides})
                 run = out / f"{direction}_{len([k for k in results if k.startswith(direction)])}"
                 train(config, args.train_data, str(run), device="cpu", progress=False)
-                metrics = validate(MatchingHead.from_checkpoint(str(run / "best.pt")), pairs, 24, torch.device("cpu"),
+                metrics = validate(load_head(str(run / "best.pt")), pairs, 24, torch.device("cpu"),
                                    whole_object_margin=margin, part_margin=part_margin)
             results[key] = metrics
             print(f"{key}: {json.dumps(metrics)}", flush=True)
@@ -95,8 +95,8 @@ def main() -> int:
             if key not in results:
                 other = load_config(name)
                 results[key] = validate(None, heldout_pairs(args.heldout_data, direction, name), 24, torch.device("cpu"),
-                                        other.visibility_threshold, other.whole_object_margin,
-                                        other.whole_object_part_margin)
+                                        other.visibility_threshold, other.selection.whole_object_margin,
+                                        other.selection.whole_object_part_margin)
                 print(f"{key}: {json.dumps(results[key])}", flush=True)
                 (out / "ablations.json").write_text(json.dumps(results, indent=2))
     write_table(results, out)

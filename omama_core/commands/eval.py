@@ -5,7 +5,9 @@
     omama eval --gt correspondence-gt.json --submission preds.json --out runs/eval_sub
 
 Writes OUT/metrics.json (IoU, location error, contour accuracy, visibility balanced accuracy,
-sample and skip counts per direction), OUT/samples_{direction}.jsonl, the plots and, for a
+sample and skip counts per direction, and the query protocol: --protocol independent, the
+default, answers each object alone as the publication does; joint answers a frame's objects
+together), OUT/samples_{direction}.jsonl, the plots and, for a
 model run, OUT/submission.json in the official format (docs/data.md).
 """
 
@@ -38,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--proposal-weights", help="local FastSAM weights file")
     model.add_argument("--head-checkpoint", help="head checkpoint (the authors' release or an omama one)")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    model.add_argument("--protocol", choices=["independent", "joint"], default="independent",
+                       help="independent (default): each query answered alone, as the publication and the "
+                            "benchmark; joint: the objects of a frame answered together (selection rules may use "
+                            "the other objects)")
     parser.add_argument("--out", required=True, help="output folder for metrics, submission and plots")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if args.gt or not args.data:
             raise DatasetError("running a model needs --data ROOT (images); --gt is only for scoring a --submission")
         report = evaluate_matcher(args.data, args.split, directions, _matcher_factory(args), args.out,
-                                  limit=args.limit, plots=not args.no_plots)
+                                  limit=args.limit, plots=not args.no_plots, protocol=args.protocol)
     print(json.dumps({d: {k: report[d][k] for k in ("iou", "location_error", "contour_accuracy",
                                                       "visibility_balanced_accuracy", "samples", "skipped")}
                       for d in directions}, indent=1))

@@ -9,7 +9,7 @@ its FastSAM masks and DINOv2 features:
     cand_boxes    (N, 4) float32      proposal boxes (x, y, w, h)
     cand_centres  (N, 2) float32      proposal mask centroids (x, y), for adjacency mining
     cand_areas    (N,) float32        proposal areas in pixels
-    cand_contains (N, N) bool         [j, k]: proposal j contains proposal k (selection.py)
+    cand_contains (N, N) bool         [j, k]: proposal j contains proposal k (selection/rules.py)
     objects       (M,) str            annotated objects with a mask in this view
     gt_desc       (M, 2C) float16     descriptors of their ground-truth masks
     gt_boxes      (M, 4) float32      their boxes (x, y, w, h)
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..backbone import build_backbone
 from ..config import MatcherConfig
-from ..encoder import pooling_grid_size
+from ..preprocess import pooling_grid_size
 from ..errors import DatasetError, OmamaError
 from ..files import atomic_write
 from ..masks import boxes_from_masks, mask_centroids

@@ -56,7 +56,7 @@ class DataConfig:
 class HeadTrainConfig:
     """hidden_dim: projection width D. context / cross_attention: the ablation switches.
     visibility: train the learned visibility output; residual: start from the k-NN and learn
-    a correction (head.py; neither is in the publication)."""
+    a correction (modeling/head.py; neither is in the publication)."""
 
     hidden_dim: int = 768
     num_heads: int = 4

@@ -3,7 +3,7 @@
     omama train-backbone --out omama_core/weights/synthetic_convnet.pt --device cuda
 
 The objective is the one the features serve: the mask-context descriptor
-(encoder.pooled_descriptors, the same function inference uses) of an object in one view
+(modeling.encoder.pooled_descriptors, the same function inference uses) of an object in one view
 must be nearer, in cosine, to the same object's descriptor in the other view than to any
 other object's and to any of `random_regions` negatives of that view: random ellipses
 (table, floor, walls, the person) and, if `segment_fraction` > 0, colour segments. InfoNCE
@@ -31,12 +31,14 @@ import torch.nn.functional as F
 from skimage.segmentation import felzenszwalb
 from tqdm import tqdm
 
-from ..backbone import ConvNetBackbone, input_scale, model_input_size, normalise, resize_image
 from ..data.synth import TakeRenderer
-from ..encoder import pooled_descriptors, pooling_grid_size
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..masks import boxes_from_masks, resize_nearest
+from ..modeling import cosine_scores
+from ..modeling.encoder import context_cells, pooled_descriptors
+from ..offline import ConvNetBackbone
+from ..preprocess import input_scale, model_input_size, normalise, pooling_grid_size, resize_image
 from .loop import learning_rate
 
 
@@ -157,6 +159,15 @@ class Regions:
     overlap: np.ndarray  # (N, R)
 
 
+def scaled_cells(regions: Regions, context_px: int) -> np.ndarray:
+    """The context cells of a view's regions, with boxes scaled to model-input pixels as the
+    matcher's "scaled" sizing does (preprocess.py)."""
+    view = regions.view
+    boxes = np.asarray(regions.boxes).astype(np.float64) * view.scale
+    bounds = (view.image_hw[0] * view.scale, view.image_hw[1] * view.scale)
+    return context_cells(boxes, bounds, regions.masks.shape[1:], context_px)
+
+
 def with_random_regions(view: View, rng: np.random.Generator, count: int, segment_fraction: float = 0.0
                         ) -> Regions:
     """The view's objects and `count` negatives: random ellipses, `segment_fraction` of them
@@ -196,7 +207,7 @@ def retrieval_logits(source: torch.Tensor, source_view: View, target: torch.Tens
         return None
     rows = [source_view.names.index(n) for n in common]
     labels = [target_view.names.index(n) for n in common]
-    logits = source[rows] @ target.T / temperature
+    logits = cosine_scores(source[rows], target) / temperature
     excluded = np.zeros(logits.shape, bool)
     excluded[:, len(target_view.names):] = target_regions.overlap[labels] > 0.3
     excluded = torch.from_numpy(excluded).to(logits.device, non_blocking=True)
@@ -213,8 +224,8 @@ def pair_loss(model: ConvNetBackbone, batch: list[tuple[Regions, Regions]], conf
             features[side] = model.encode(normalise(images).contiguous(memory_format=torch.channels_last))[1]
     losses, correct, queries = [], 0, 0
     for b, pair in enumerate(batch):
-        descriptors = [F.normalize(pooled_descriptors(features[side][b].float(), r.masks, r.boxes, r.view.image_hw,
-                                                      config.context_px, r.view.scale), dim=1)
+        descriptors = [F.normalize(pooled_descriptors(features[side][b].float(), r.masks,
+                                                      scaled_cells(r, config.context_px)), dim=1)
                        for side, r in enumerate(pair)]
         for source, target in ((0, 1), (1, 0)):
             result = retrieval_logits(descriptors[source], pair[source].view, descriptors[target], pair[target],

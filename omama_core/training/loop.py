@@ -29,10 +29,10 @@ from ..data.cache import FeatureCache
 from ..data.egoexo import CorrespondenceDataset
 from ..errors import CheckpointMismatchError, ConfigError, OmamaError
 from ..files import atomic_write
-from ..head import MatchingHead
+from ..modeling import MatchingHead, save_head
 from ..matcher import resolve_device
 from ..metrics import balanced_accuracy
-from ..selection import choose_candidates
+from ..selection.rules import choose_candidates
 from .config import TrainConfig
 from .pairs import CachedPairs
 from .step import TrainingStep, proposal_scores
@@ -149,7 +149,7 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
                  "step": step, "best_iou": best, "history": history}
         if with_optimizer:
             extra["optimizer"] = optimizer.state_dict()
-        head.save(str(path), **extra)
+        save_head(head, str(path), **extra)
 
     log = _Log(out, main, resume)
     bar = tqdm(total=total, initial=step, desc="training", unit="it", disable=not show)
@@ -181,8 +181,8 @@ def train(config: TrainConfig, data_root: str, out_dir: str, device: str = "auto
                 save(out / "last.pt", with_optimizer=True)
         if main:
             metrics = validate(head, val_pairs, config.optim.batch_size, torch_device,
-                               whole_object_margin=matcher_config.whole_object_margin,
-                               part_margin=matcher_config.whole_object_part_margin)
+                               whole_object_margin=matcher_config.selection.whole_object_margin,
+                               part_margin=matcher_config.selection.whole_object_part_margin)
             history.append({"epoch": epoch, "step": step, **metrics})
             log.write({"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()}})
             bar.write(f"epoch {epoch}: val IoU {metrics['iou']:.3f} (oracle {metrics['oracle_iou']:.3f}), "

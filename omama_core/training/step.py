@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..head import MatchingHead
+from ..modeling import MatchingHead, cosine_scores
 
 
 class TrainingStep(nn.Module):
@@ -19,7 +19,7 @@ class TrainingStep(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         source = self.head.embed_sources(batch["source_desc"][:, None], batch["target_tokens"])  # (B, 1, D)
         candidates = self.head.embed_candidates(batch["candidates"], batch["source_tokens"])  # (B, K, D)
-        scores = (candidates * source).sum(-1)  # (B, K)
+        scores = cosine_scores(source, candidates)[:, 0]  # (B, K)
         visible = batch["visible"].float()
         # InfoNCE; a sample whose object is not visible adds zero but counts in the mean
         per_sample = F.cross_entropy(scores / self.temperature, batch["label"], reduction="none") * visible
@@ -46,9 +46,10 @@ def proposal_scores(head: MatchingHead | None, batch: dict[str, torch.Tensor],
     """Scores (B, P) of every proposal of the target view, -1 on padding. head None: the
     k-NN variant (cosine of the raw descriptors)."""
     if head is None:
-        scores = (F.normalize(batch["proposals"], dim=-1) * F.normalize(batch["source_desc"], dim=-1)[:, None]).sum(-1)
+        source = F.normalize(batch["source_desc"], dim=-1)[:, None]  # (B, 1, 2C)
+        scores = cosine_scores(source, F.normalize(batch["proposals"], dim=-1))[:, 0]
     else:
         if source is None:
             source = head.embed_sources(batch["source_desc"][:, None], batch["target_tokens"])
-        scores = (head.embed_candidates(batch["proposals"], batch["source_tokens"]) * source).sum(-1)
+        scores = cosine_scores(source, head.embed_candidates(batch["proposals"], batch["source_tokens"]))[:, 0]
     return scores.masked_fill(~batch["valid"], -1.0)

@@ -331,6 +331,8 @@ def test_full_install_runs_the_node_from_its_prefix(tmp_path):
                  "share/omama_ros/rviz/omama.rviz", "share/omama_ros/package.xml"):
         assert (prefix / path).is_file(), path
     assert (site / "omama_core" / "configs" / "default.yaml").is_file()
+    assert (site / "omama_core" / "configs" / "base" / "offline.yaml").is_file()  # what default.yaml extends
+    assert (site / "omama_core" / "modeling" / "omama.py").is_file()
     assert "extend_path" in (site / "omama_ros" / "__init__.py").read_text()
 
     run_env = ros_env()

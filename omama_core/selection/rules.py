@@ -1,6 +1,7 @@
-"""Which candidate answers a query, given its scores.
+"""The selection rules: which candidate answers a query, given its scores.
 
-The published rule is the best score. Region hierarchies (the classical proposals) also
+The published rule is the best score (`choose_candidates` at margin 0). The others are not
+published; each function says whether it uses the other queries of the call. Region hierarchies (the classical proposals) also
 hold every part of an object, and a part's descriptor is nearly its whole's: a purple
 sphere's upper half is as purple as the sphere. With `margin` > 0 the answer is the largest
 candidate that contains the best one and scores within `margin` of it, so the whole object
@@ -25,14 +26,19 @@ candidate loses `weight` times the difference.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from ..masks import resize_nearest
+
+REGION_INSIDE = 0.5  # a source region with at least this share of its area inside a query is part of it
 
 
 def choose_candidates(scores: torch.Tensor, contains: torch.Tensor | None = None, areas: torch.Tensor | None = None,
                       margin: float = 0.0, part_margin: float | None = None) -> torch.Tensor:
     """scores (B, N), contains (B, N, N) bool ([b, j, k]: j contains k), areas (B, N) ->
     chosen candidate indices (B,) int64. Padded candidates must score below every real one,
-    have area 0 and must not contain real ones.
+    have area 0 and must not contain real ones. Each row alone: uses no other query.
 
     With `part_margin` a container must also pass the part check (`grow_with_parts`)."""
     best = scores.argmax(1)
@@ -58,6 +64,7 @@ def grow_with_parts(scores: torch.Tensor, contains: torch.Tensor, areas: torch.T
     `part_margin` of the best, and the container within `margin`. The answer is the largest
     container that passes, or `best`. The margin alone lets "object + its shadow or a patch
     of table" win when the patch is small enough not to lower the container's score.
+    One query alone: uses no other query.
     """
     best_score = float(scores[best])
     real = areas > 0
@@ -98,7 +105,8 @@ def exclusive_choices(scores: torch.Tensor, chosen: torch.Tensor, contains: torc
     Queries keep their choice in the order of its score; a later query whose choice is the
     same as or nested with a kept answer chooses again (choose_candidates, same margin) among
     the candidates nested with none of them. A query whose best score left is below
-    `keep_above` (the visibility threshold: it will be called not visible) takes nothing."""
+    `keep_above` (the visibility threshold: it will be called not visible) takes nothing.
+    Uses the other queries of the call (the joint protocol only)."""
     k = len(scores)
     active = torch.ones(k, dtype=torch.bool) if active is None else active
     nested = nested_pairs(contains)
@@ -121,7 +129,8 @@ def ranked_choices(scores: torch.Tensor, contains: torch.Tensor, areas: torch.Te
     and -inf pad.
 
     Each choice is choose_candidates' answer among the candidates nested with none of the
-    query's earlier choices, as when better queries have taken those (exclusive_choices)."""
+    query's earlier choices, as when better queries have taken those (exclusive_choices).
+    Each query alone; the layout prior, which uses all of them, is built on it."""
     nested = nested_pairs(contains)
     candidates = torch.full((len(scores), count), -1, dtype=torch.int64)
     best = torch.full((len(scores), count), float("-inf"))
@@ -143,6 +152,18 @@ def reverse_checked_scores(scores: torch.Tensor, reverse: torch.Tensor, outside:
     """scores (K, N) of K queries against N target candidates, reverse (N, M) of the target
     candidates against M regions of the source image, outside (K, M) bool (region m is not
     part of query k) -> (K, N) scores, each lowered by weight x how much better the candidate
-    matches its best region outside the query than the query itself."""
+    matches its best region outside the query than the query itself. Each query alone: it
+    uses the source image's regions, not the other queries."""
     best_outside = reverse[None].masked_fill(~outside[:, None, :], float("-inf")).amax(dim=-1)  # (K, N)
     return scores - weight * (best_outside - scores).clamp(min=0)
+
+
+def outside_regions(masks: np.ndarray, regions) -> np.ndarray:
+    """Query masks (K, H, W) bool and the source image's regions (Proposals) -> (K, M) bool:
+    region m is not part of query k (less than REGION_INSIDE of it lies inside). On a 4-px
+    grid: exact enough for a half-inside test, and cheap for hundreds of regions."""
+    grid_hw = (max(1, masks.shape[1] // 4), max(1, masks.shape[2] // 4))
+    region_grid = regions.resized_masks(grid_hw).reshape(len(regions), -1).astype(np.float32)  # (M, h*w)
+    query_grid = resize_nearest(masks, grid_hw).reshape(len(masks), -1).astype(np.float32)  # (K, h*w)
+    inside = query_grid @ region_grid.T / np.maximum(region_grid.sum(axis=1), 1.0)
+    return inside < REGION_INSIDE

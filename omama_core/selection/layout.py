@@ -1,6 +1,7 @@
 """Where the other queries put an object: a layout prior across the queries of one call.
 
-Not published. The K queries of one `Matcher.match` call are different objects of one scene
+Not published; uses the other queries of the call (the joint protocol only). The K queries
+of one `Matcher.match` call are different objects of one scene
 at one moment, so their centres in the source image and their objects' centres in the target
 image are tied by the two cameras' geometry. For objects on a table or a floor a 2-D affine
 map is a rough model of that tie: object heights and the ego camera's perspective break it.
@@ -54,6 +55,7 @@ def fit_layout(query_centres: np.ndarray, option_candidates: np.ndarray, option_
     Returns:
         (2, 3) float64 affine map [A | t] (target = A @ source + t), or None when fewer than
         three queries have options or all their triples are collinear.
+    Uses all the queries of the call (the joint protocol only).
     """
     option_centres = candidate_centres[np.maximum(option_candidates, 0)]  # (K, M, 2)
     valid = (option_candidates >= 0) & np.isfinite(option_centres).all(-1)

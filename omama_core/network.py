@@ -2,16 +2,19 @@
 
 timm (through huggingface_hub) and ultralytics both try the network by default: a hub
 download retries for up to minutes when there is no route, and importing ultralytics probes
-DNS. omama loads every weight from local files, so it switches those paths off before the
-libraries are imported. A user who wants hub downloads sets OMAMA_ALLOW_NETWORK=1.
+DNS. omama loads every weight from local files, so the code that loads weights
+(`backbone.DinoV2Backbone`, `proposals.FastSAMProposals`) calls `disable_hub_downloads()`
+before it imports those libraries. Importing omama_core itself changes nothing. A user who
+wants hub downloads sets OMAMA_ALLOW_NETWORK=1.
 """
 
 import os
 import tempfile
 
 
-def configure_offline() -> None:
-    """Set the environment so that timm and ultralytics never wait on a network."""
+def disable_hub_downloads() -> None:
+    """Set the environment so that timm and ultralytics never wait on a network (unless
+    OMAMA_ALLOW_NETWORK=1). Values the user has set are kept."""
     if os.environ.get("OMAMA_ALLOW_NETWORK") == "1":
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
