@@ -30,6 +30,7 @@ import torch
 
 from .backbone import build_backbone
 from .config import HeadConfig, MatcherConfig, config_from_dict, load_config, set_dotted, stored_config
+from .directions import views
 from .errors import ConfigError, DeviceError, InputError
 from .image_io import as_mask_stack, to_rgb_uint8
 from .masks import boxes_from_masks, mask_box
@@ -201,7 +202,7 @@ class Matcher:
             raise InputError(f"source mask size {masks.shape[2]}x{masks.shape[1]} (WxH) differs from the source "
                              f"image size {source_image.shape[1]}x{source_image.shape[0]} (WxH)")
         given = None if candidates is None else _as_proposals(candidates, target_image.shape[:2])
-        source_view, target_view = self.config.direction[:3], self.config.direction[-3:]
+        source_view, target_view = views(self.config.direction)
         height, width = target_image.shape[:2]
         empty = ~masks.any(axis=(1, 2))
 

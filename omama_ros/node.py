@@ -30,6 +30,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from omama_core.directions import source_and_target, source_view
 from omama_core.visualize import label_image
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -72,7 +73,7 @@ class OmamaNode(Node):
         self.health = Health(self.get_logger().error)
         params = self._declare_parameters()
         self.direction = params["direction"]
-        self.source_view = Query.VIEW_EGO if self.direction == "ego2exo" else Query.VIEW_EXO
+        self.source_view = Query.VIEW_EGO if source_view(self.direction) == "ego" else Query.VIEW_EXO
         self.matcher = self._build_matcher(matcher_factory or default_matcher_factory, params)
         self._declare_threshold()
         self._publish_overlay = params["publish_overlay"]
@@ -139,7 +140,7 @@ class OmamaNode(Node):
 
     # ---- callbacks: pairing only, no conversion or inference ---------------------------------
     def _on_pair(self, ego, exo) -> None:
-        source, target = (ego, exo) if self.direction == "ego2exo" else (exo, ego)
+        source, target = source_and_target(self.direction, ego, exo)
         pair = FramePair(source, target, conversions.stamp_to_ns(source.header.stamp))
         self.health.count("frame_pairs")
         ready, unmatched = self._pairer.add_pair(pair, time.monotonic())

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omama_core.directions import DIRECTIONS
+
 # Parameters that may change while the node runs (the rest are read once at start-up).
 DYNAMIC = ("visibility_threshold", "publish_overlay")
 
@@ -30,7 +32,7 @@ PARAMS = (
     ParamSpec("device", "auto", "Compute device: auto (cuda when available), cpu, cuda or cuda:N"),
     ParamSpec("half", False, "Half precision (float16) inference; used on CUDA only"),
     ParamSpec("direction", "ego2exo", "Which way queries go: ego2exo (masks on ego images, answers on exo) "
-              "or exo2ego", choices=("ego2exo", "exo2ego")),
+              "or exo2ego", choices=DIRECTIONS),
     ParamSpec("visibility_threshold", 0.5,
               "Visibility score at or above which an object is reported visible; changeable live. "
               "Default: the matcher config's value", low=-1.0, high=1.0),

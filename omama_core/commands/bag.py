@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 
+from ..directions import DIRECTIONS
 from ..errors import DatasetError, OmamaError
 from .common import add_matcher_arguments, matcher_overrides
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--data", required=True, help="dataset root (docs/data.md)")
     export.add_argument("--split", default="test", help="split of ROOT/split.json (default test)")
     export.add_argument("--takes", nargs="+", help="only these takes (default: every take of the split)")
-    export.add_argument("--direction", choices=["ego2exo", "exo2ego"], default="ego2exo",
+    export.add_argument("--direction", choices=DIRECTIONS, default="ego2exo",
                         help="queries on the ego images (ego2exo, default) or on the exo images")
     export.add_argument("--out", required=True, help="bag folder to create (must not exist)")
     export.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="default mcap")
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--device", default="auto", help="started node's device (default auto)")
     live.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
                       help="another parameter of the started node, e.g. qos_reliability=reliable (repeatable)")
-    live.add_argument("--direction", choices=["ego2exo", "exo2ego"], help="default: the bag's")
+    live.add_argument("--direction", choices=DIRECTIONS, help="default: the bag's")
     live.add_argument("--record", metavar="BAG", help="also write the node's answers to this result bag "
                                                        "(score it later with `omama bag eval BAG --results ...`)")
     live.add_argument("--startup-timeout", type=float, default=300.0, help="seconds for the node to start (300)")

@@ -17,9 +17,10 @@ import argparse
 import json
 
 from .common import matcher_overrides
+from ..directions import DIRECTIONS
 from ..errors import DatasetError
 
-DIRECTIONS = {"ego2exo": ["ego2exo"], "exo2ego": ["exo2ego"], "both": ["ego2exo", "exo2ego"]}
+DIRECTION_CHOICES = {**{d: [d] for d in DIRECTIONS}, "both": list(DIRECTIONS)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split", default="test", help="split of ROOT/split.json (default test)")
     data.add_argument("--gt", help="official ground-truth JSON (process_annotations.py output) instead of --data; "
                                    "only with --submission")
-    data.add_argument("--direction", choices=sorted(DIRECTIONS), default="both", help="default both")
+    data.add_argument("--direction", choices=sorted(DIRECTION_CHOICES), default="both", help="default both")
     data.add_argument("--limit", type=int, help="evaluate only the first N samples of each direction (quick look)")
     what = parser.add_argument_group("predictions (one of)")
     what.add_argument("--checkpoint", "--config", dest="checkpoint", default="default",
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_matcher, evaluate_submission
 
-    directions = DIRECTIONS[args.direction]
+    directions = DIRECTION_CHOICES[args.direction]
     if args.limit is not None and args.limit < 1:
         raise DatasetError("--limit must be at least 1")
     if args.submission:

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import MatcherConfig
 from ..errors import CheckpointMismatchError, WeightsNotFoundError
+from ..files import atomic_write
 from .head import MatchingHead
 
 CHECKPOINT_FORMAT = "omama-head/1"
@@ -39,9 +40,7 @@ def load_configured_head(config: MatcherConfig) -> MatchingHead | None:
 def save_head(head: MatchingHead, path: str, **extra: Any) -> None:
     """Write {format, head_args, state_dict, **extra} atomically (temp file + rename)."""
     payload = {"format": CHECKPOINT_FORMAT, "head_args": head.args, "state_dict": head.state_dict(), **extra}
-    temporary = f"{path}.tmp"
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    atomic_write(path, lambda temporary: torch.save(payload, temporary))
 
 
 def read_checkpoint(path: str, map_location: str = "cpu"):
