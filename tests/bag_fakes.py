@@ -37,7 +37,9 @@ class EchoMatcher:
         self.delay = delay
         self.visibility_threshold = 0.005
 
-    def match(self, source_image, source_masks, target_image):
+    def match(self, source_image, source_masks, target_image, candidates=None, *, protocol="joint"):
+        """The Matcher.match signature; each answer depends on its own query only, so the
+        protocol changes nothing."""
         if self.delay:
             time.sleep(self.delay)
         height, width = target_image.shape[:2]

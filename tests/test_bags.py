@@ -104,7 +104,7 @@ def test_offline_eval_equals_omama_eval_on_the_same_take(bag, take, tmp_path):
     from omama_core.evaluation import evaluate_matcher
 
     reference = evaluate_matcher(take, "test", ["ego2exo"], lambda direction: EchoMatcher(), tmp_path / "ref",
-                                 plots=False, progress=False)["ego2exo"]
+                                 plots=False, progress=False, protocol="joint")["ego2exo"]
     report = offline(bag, tmp_path / "bag", plots=True)
     ours = report["ego2exo"]
     for name in METRICS:
@@ -132,7 +132,7 @@ def test_exo2ego_bag_equals_omama_eval(take, tmp_path):
 
     export_bag(take, tmp_path / "e.bag", direction="exo2ego", progress=False)
     reference = evaluate_matcher(take, "test", ["exo2ego"], lambda direction: EchoMatcher(), tmp_path / "ref",
-                                 plots=False, progress=False)["exo2ego"]
+                                 plots=False, progress=False, protocol="joint")["exo2ego"]
     report = offline(tmp_path / "e.bag", tmp_path / "bag")
     assert report["direction"] == "exo2ego" and report["exo2ego"]["samples"] == reference["samples"]
     for name in METRICS:

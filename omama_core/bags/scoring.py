@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.rle import decode_rle, encode_rle
-from ..evaluation import score_samples, summarize, write_report
+from ..evaluation import PROTOCOLS, SCORING, score_samples, summarize, write_report
 from ..metrics import resize_nearest
 from ..submission import (
     Prediction,
@@ -32,7 +32,6 @@ from .messages import mask_of, stamp_ns
 from .truth import BagTruth, Key
 
 QUERY_PROTOCOL = "joint"  # every query of a QueryArray in one Matcher call, as the node answers them
-PROTOCOL_DESCRIPTION = "all objects of a QueryArray answered together in one call, as the node does"
 MASKS = {
     "candidate": "the chosen candidate's mask whatever the visibility (the official protocol, as `omama eval`)",
     "published": "the mask the node publishes: empty when the object is judged not visible",
@@ -79,7 +78,7 @@ def score_bag(truth: BagTruth, answers: dict[Key, Answer], out: str | os.PathLik
         for record in sets or []:
             handle.write(json.dumps(record) + "\n")
     direction = truth.direction
-    report = {**report, "protocol": QUERY_PROTOCOL, "protocol_description": PROTOCOL_DESCRIPTION,
+    report = {**report, "protocol": QUERY_PROTOCOL, "protocol_description": PROTOCOLS[QUERY_PROTOCOL], "scoring": SCORING,
               "masks_description": MASKS[report.get("masks", "candidate")], "ground_truth": truth.has_ground_truth}
     if not truth.has_ground_truth:
         report["note"] = ("this bag has no ground truth (no MatchArray on the ground-truth topic): scored for "
