@@ -4,6 +4,8 @@ from pathlib import Path
 
 from setuptools import setup
 
+HERE = Path(__file__).parent
+
 
 def requirements(name: str) -> list[str]:
     lines = (Path(__file__).parent / "requirements" / name).read_text().splitlines()
@@ -19,9 +21,11 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     # Listed explicitly: the flat layout (msg/, launch/, training/) defeats auto-discovery.
-    packages=["omama_core", "omama_core.commands", "omama_core.data", "omama_core.modeling", "omama_core.offline",
-              "omama_core.selection", "omama_core.training", "omama_ros"],
+    packages=["omama_core", "omama_core.bags", "omama_core.commands", "omama_core.data", "omama_core.modeling",
+              "omama_core.offline", "omama_core.selection", "omama_core.training", "omama_ros"],
     package_data={"omama_core": ["configs/*.yaml", "configs/base/*.yaml", "weights/*.pt", "weights/*.md"]},
+    # the message definitions, where omama_core.bags looks for them in an install (<prefix>/share/omama_ros/msg)
+    data_files=[("share/omama_ros/msg", sorted(str(p.relative_to(HERE)) for p in (HERE / "msg").glob("*.msg")))],
     install_requires=requirements("base.txt"),
     extras_require={"test": requirements("test.txt")},
     entry_points={

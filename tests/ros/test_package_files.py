@@ -365,3 +365,17 @@ def test_full_install_runs_the_node_from_its_prefix(tmp_path):
             node.send_signal(signal.SIGINT)
             code = node.wait(20)
     assert code == 0, log.read_text()
+
+
+def test_setup_py_lists_every_python_package_and_the_messages():
+    """A pip install (not editable) installs only what setup.py lists: every folder of
+    omama_core/omama_ros with an __init__.py, and msg/*.msg for omama_core.bags."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    setup_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                      and getattr(node.func, "id", None) == "setup")
+    listed = ast.literal_eval(next(kw.value for kw in setup_call.keywords if kw.arg == "packages"))
+    on_disk = {".".join(path.parent.relative_to(REPO).parts) for top in ("omama_core", "omama_ros")
+               for path in (REPO / top).rglob("__init__.py") if "__pycache__" not in path.parts}
+    assert set(listed) == on_disk
+    data_files = ast.unparse(next(kw.value for kw in setup_call.keywords if kw.arg == "data_files"))
+    assert "'share/omama_ros/msg'" in data_files and "glob('*.msg')" in data_files
