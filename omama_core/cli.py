@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "omama_core.commands.train",
     "train-backbone": "omama_core.commands.train_backbone",
     "eval": "omama_core.commands.eval",
+    "bench": "omama_core.commands.bench",
 }
 HELP = {
     "match": "match query masks from a source image into a target image",
@@ -26,6 +27,7 @@ HELP = {
     "train": "train the matching head",
     "train-backbone": "learn the convnet backbone's features on synthetic takes rendered on the fly",
     "eval": "evaluate a model with the official Ego-Exo4D correspondence metrics",
+    "bench": "measure latency per stage, end to end, and peak memory (synthetic inputs)",
 }
 
 
