@@ -78,7 +78,7 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("match", "demo", "synth", "train", "eval"):
         assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), (command, out)
-    assert set(COMMANDS) == {"match", "demo", "synth", "train", "train-backbone", "eval"}
+    assert set(COMMANDS) == {"match", "demo", "synth", "train", "train-backbone", "eval", "bench"}
 
 
 def test_match_help_lists_its_options(capsys):
