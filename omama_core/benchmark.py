@@ -209,10 +209,10 @@ def per_mask_descriptors(features: torch.Tensor, masks: np.ndarray, context_px: 
     grid = torch.nn.functional.interpolate(features[None], size=grid_hw, mode="bilinear", align_corners=False)[0]
     out = []
     for mask in masks:
-        small = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), size=grid_hw,
+        small = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].to(grid), size=grid_hw,
                                                 mode="nearest")[0, 0] > 0
         inside = grid[:, small]
-        obj = inside.mean(dim=1) if inside.shape[1] else torch.zeros(len(grid))
+        obj = inside.mean(dim=1) if inside.shape[1] else torch.zeros_like(grid[:, 0, 0])
         ys, xs = np.nonzero(mask)
         x0, y0, x1, y1 = (xs.min(), ys.min(), xs.max(), ys.max()) if len(xs) else (0, 0, 0, 0)
         ranges = []
