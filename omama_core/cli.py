@@ -19,6 +19,7 @@ COMMANDS = {
     "train-backbone": "omama_core.commands.train_backbone",
     "eval": "omama_core.commands.eval",
     "bag": "omama_core.commands.bag",
+    "bench": "omama_core.commands.bench",
 }
 HELP = {
     "match": "match query masks from a source image into a target image",
@@ -28,6 +29,7 @@ HELP = {
     "train-backbone": "learn the convnet backbone's features on synthetic takes rendered on the fly",
     "eval": "evaluate a model with the official Ego-Exo4D correspondence metrics",
     "bag": "rosbag evaluation: export takes to a bag, score it offline, play it, replay it live through the node",
+    "bench": "measure latency per stage, end to end, and peak memory (synthetic inputs)",
 }
 
 

@@ -178,15 +178,14 @@ class ClassicalProposals:
 
     def __call__(self, image: np.ndarray) -> Proposals:
         """image: HxWx3 uint8 RGB -> Proposals at the image size."""
-        from skimage.segmentation import felzenszwalb
+        from .regions import hierarchical_groups, leaf_segments, union_boxes  # scikit-image: imported when used
 
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1 else image
         area = small.shape[0] * small.shape[1]
-        labels = felzenszwalb(small, scale=self.segment_scale, sigma=0.8,
-                              min_size=max(4, int(area * self.min_area_frac)))
+        labels = leaf_segments(small, self.segment_scale, min_size=max(4, int(area * self.min_area_frac)))
         groups, sizes = hierarchical_groups(labels, small)
         keep = [i for i, size in enumerate(sizes) if area * self.min_area_frac <= size <= area * self.max_area_frac]
         keep = sorted(keep, key=lambda i: -sizes[i])[: self.max_masks]
@@ -197,102 +196,7 @@ class ClassicalProposals:
         members = np.zeros((len(keep), int(labels.max()) + 1), bool)
         for row, i in enumerate(keep):
             members[row, groups[i]] = True
-        return Proposals(_union_boxes(labels, members), np.ones(len(keep), np.float32), labels=labels, members=members)
-
-
-def label_extents(labels: np.ndarray) -> np.ndarray:
-    """(L, 4) float64 extents (xmin, ymin, xmax, ymax), inclusive, of labels 0..L-1 of a label
-    map; labels that do not occur get (inf, inf, -inf, -inf)."""
-    from scipy.ndimage import find_objects
-
-    extents = np.tile(np.array([np.inf, np.inf, -np.inf, -np.inf]), (int(labels.max()) + 1, 1))
-    for label, found in enumerate(find_objects(labels + 1)):
-        if found is not None:
-            rows, cols = found
-            extents[label] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
-    return extents
-
-
-def _union_boxes(labels: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """(N, 4) float32 (x, y, w, h) boxes of the unions of labels in each row of members."""
-    extents = label_extents(labels)
-    boxes = np.zeros((len(members), 4), np.float32)
-    for i, row in enumerate(members):
-        low = extents[row, :2].min(axis=0)
-        high = extents[row, 2:].max(axis=0)
-        boxes[i] = (low[0], low[1], high[0] - low[0], high[1] - low[1])
-    return boxes
-
-
-def _region_statistics(labels: np.ndarray, image: np.ndarray, bins: int):
-    """Per leaf region: size, colour histogram (Lab), box."""
-    n = int(labels.max()) + 1
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=n).astype(np.float64)
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.int64)
-    colour = np.concatenate([np.bincount(flat * bins + lab[:, c] * bins // 256, minlength=n * bins).reshape(n, bins)
-                             for c in range(3)], axis=1).astype(np.float64)
-    colour /= np.maximum(colour.sum(1, keepdims=True), 1e-9)
-    return sizes, colour, label_extents(labels)
-
-
-def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
-    """(P, 2) distinct pairs (a < b) of labels that touch horizontally or vertically."""
-    pairs = np.concatenate([np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], axis=1),
-                            np.stack([labels[:-1].ravel(), labels[1:].ravel()], axis=1)])
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    return np.unique(np.sort(pairs, axis=1), axis=0)
-
-
-def hierarchical_groups(labels: np.ndarray, image: np.ndarray, bins: int = 12) -> tuple[list[np.ndarray], list[int]]:
-    """Greedy agglomeration of a label map (H, W) of an HxWx3 uint8 RGB image.
-
-    Returns every region of the hierarchy (the leaves, then each merge in order) as an
-    array of leaf labels, and its size in pixels.
-
-    The similarity has no texture term: striped and checkered objects, whose leaves differ
-    in gradients, then merge into wholes before they merge with the table (on held-out
-    synthetic scenes the best proposal's IoU rose from 0.80 to 0.85 without it).
-    """
-    import heapq
-
-    sizes, colour, boxes = (list(a) for a in _region_statistics(labels, image, bins))
-    total = float(labels.size)
-    members = [np.array([i]) for i in range(len(sizes))]
-    neighbours: dict[int, set[int]] = {i: set() for i in range(len(sizes))}
-    pairs = _adjacent_pairs(labels)
-    for a, b in pairs:
-        neighbours[int(a)].add(int(b))
-        neighbours[int(b)].add(int(a))
-
-    def similarity(a: int, b: int) -> float:
-        box = np.concatenate([np.minimum(boxes[a][:2], boxes[b][:2]), np.maximum(boxes[a][2:], boxes[b][2:])])
-        box_area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-        return (np.minimum(colour[a], colour[b]).sum() / 3.0
-                + 2.0 - (sizes[a] + sizes[b]) / total - (box_area - sizes[a] - sizes[b]) / total)
-
-    heap = [(-similarity(int(a), int(b)), int(a), int(b)) for a, b in pairs]
-    heapq.heapify(heap)
-    alive = [True] * len(sizes)
-    while heap:
-        _, a, b = heapq.heappop(heap)
-        if not (alive[a] and alive[b]):
-            continue  # a stale entry: one side was merged already
-        new = len(members)
-        alive[a] = alive[b] = False
-        alive.append(True)
-        weight = sizes[a] / (sizes[a] + sizes[b])
-        sizes.append(sizes[a] + sizes[b])
-        colour.append(colour[a] * weight + colour[b] * (1 - weight))
-        boxes.append(np.concatenate([np.minimum(boxes[a][:2], boxes[b][:2]), np.maximum(boxes[a][2:], boxes[b][2:])]))
-        members.append(np.concatenate([members[a], members[b]]))
-        around = (neighbours.pop(a) | neighbours.pop(b)) - {a, b}
-        neighbours[new] = around
-        for other in around:
-            neighbours[other] -= {a, b}
-            neighbours[other].add(new)
-            heapq.heappush(heap, (-similarity(new, other), new, other))
-    return members, [int(s) for s in sizes]
+        return Proposals(union_boxes(labels, members), np.ones(len(keep), np.float32), labels=labels, members=members)
 
 
 def build_proposals(config: ProposalsConfig, device: str = "cpu"):

@@ -1,0 +1,129 @@
+"""Measure the matcher's latency stage by stage, end to end and its peak memory.
+
+    omama bench --config default --queries 1,4,16 --repeat 10 --out bench.json
+    omama bench --config published --device cuda --out bench_gpu.json      # random weights, no download
+    omama bench --encoder --out encoder.json                                # encoder vs the per-mask formulation
+
+Inputs are a synthetic frame pair (omama_core.data.synth: ego 704x704, exo 960x540, or both
+resized to --size WxH) in the config's direction. Configs: the shipped ones, a YAML file,
+and `published` / `fast`, the published architecture and a small one with random weights
+made locally (omama_core/benchmark.py). Prints a table of medians (ms) and writes the
+medians, 10th/90th percentiles and means to --out. The ROS node mode is not written yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+from ..config import parse_overrides
+from ..errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default",
+                        help="comma-separated configs: shipped names, YAML files, `published`, `fast` "
+                             "(default: default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--direction", choices=["ego2exo", "exo2ego"], help="default: each config's own")
+    parser.add_argument("--queries", default="1,4", help="comma-separated query counts per call (default: 1,4)")
+    parser.add_argument("--size", default="published",
+                        help="WxH for both images, or 'published' (ego 704x704, exo 960x540; the default)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (default: 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default: 1)")
+    parser.add_argument("--half", action="store_true", help="half precision on CUDA")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every config, e.g. --set proposals.max_side=480 (repeatable)")
+    parser.add_argument("--encoder", action="store_true",
+                        help="instead: the encoder against the per-mask formulation (outputs asserted equal)")
+    parser.add_argument("--masks", type=int, default=100, help="masks for --encoder (default: 100)")
+    parser.add_argument("--out", required=True, help="JSON file for the results")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmark import machine
+
+    if args.repeat < 1 or args.warmup < 0:
+        raise InputError("--repeat must be at least 1 and --warmup at least 0")
+    report = {"what": "omama bench", "machine": machine(), "arguments": vars(args)}
+    if args.encoder:
+        report["encoder"] = _encoder(args)
+    else:
+        report["runs"] = _matchers(args)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _encoder(args: argparse.Namespace) -> dict:
+    from ..benchmark import bench_encoder
+
+    result = bench_encoder(masks=args.masks, repeat=args.repeat, device=args.device)
+    print(f"encoder, {result['masks']} masks, {result['channels']} channels, tokens "
+          f"{result['token_grid'][0]}x{result['token_grid'][1]}: batched {result['batched_ms']['median']:.1f} ms, "
+          f"per mask {result['per_mask_ms']['median']:.1f} ms: {result['speedup']}x "
+          f"(max difference {result['max_abs_difference']:.2g})")
+    return result
+
+
+def _matchers(args: argparse.Namespace) -> list[dict]:
+    from ..benchmark import RANDOM_ARCHITECTURES, bench_inputs, bench_matcher, parse_size, random_architecture
+    from ..matcher import Matcher
+
+    try:
+        queries = [int(q) for q in args.queries.split(",")]
+    except ValueError:
+        raise InputError(f"--queries must be comma-separated integers, got {args.queries!r}") from None
+    if min(queries) < 1:
+        raise InputError(f"--queries must be at least 1, got {args.queries!r}")
+    size = parse_size(args.size)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="omama-bench-") as folder:
+        for name in [c.strip() for c in args.config.split(",") if c.strip()]:
+            config, overrides = name, {}
+            if name in RANDOM_ARCHITECTURES:
+                config, overrides = random_architecture(name, folder)
+            overrides.update(parse_overrides(args.set))
+            matcher = Matcher.from_config(config, device=args.device, direction=args.direction,
+                                          overrides=overrides, half=args.half)
+            direction = matcher.config.direction
+            first = None
+            for count in queries:
+                inputs = bench_inputs(direction, count, size)
+                record = bench_matcher(matcher, inputs, args.repeat, args.warmup, label=f"{name} x{count}")
+                runs.append({"config": name, "direction": direction, "device": str(matcher.device),
+                             "half": bool(getattr(matcher, "half", False)), "queries": count,
+                             "source_hw": list(inputs[0].shape[:2]), "target_hw": list(inputs[2].shape[:2]),
+                             "repeat": args.repeat, "warmup": args.warmup, **record})
+                first = first or runs[-1]
+                # what more queries cost: end to end relative to the first query count of this config
+                runs[-1]["end_to_end_ratio"] = round(record["end_to_end_ms"]["median"]
+                                                     / first["end_to_end_ms"]["median"], 3)
+                if record["candidates"] == 0:
+                    print(f"warning: {name} found no candidates: only the backbones and proposals ran")
+    _print_table(runs)
+    return runs
+
+
+def _print_table(runs: list[dict]) -> None:
+    """Medians in ms, one row per measurement; stages in the order the matcher reports them."""
+    stages = list(dict.fromkeys(stage for run in runs for stage in run["stages_ms"]))
+    header = ["config", "K", "cand"] + stages + ["sum", "end to end (p10-p90)", "RSS MB"]
+    rows = []
+    for run in runs:
+        e2e = run["end_to_end_ms"]
+        rows.append([run["config"], str(run["queries"]), str(run["candidates"])]
+                    + [f"{run['stages_ms'][s]['median']:.1f}" if s in run["stages_ms"] else "-" for s in stages]
+                    + [f"{run['stage_sum_ms']['median']:.1f}", f"{e2e['median']:.1f} ({e2e['p10']:.0f}-{e2e['p90']:.0f})",
+                       f"{run['peak_rss_mb']:.0f}"])
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
+    first: dict[str, int] = {}
+    for run in runs:
+        first.setdefault(run["config"], run["queries"])
+        if run["queries"] != first[run["config"]]:
+            print(f"{run['config']}: {run['queries']} queries cost {run['end_to_end_ratio']:.2f}x "
+                  f"{first[run['config']]}")
