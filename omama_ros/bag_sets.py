@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from omama_core.directions import source_and_target, source_view
 
 from . import conversions
 from .pairing import FramePair, QueryPairer, Unmatched, WorkItem
@@ -57,7 +58,7 @@ class SetAssembler:
                  compressed: bool = False, labels: dict[str, str] | None = None):
         self.direction = direction
         self.labels = {"ego": "ego", "exo": "exo", "queries": "queries", **(labels or {})}
-        self.source_view = VIEW_EGO if direction == "ego2exo" else VIEW_EXO
+        self.source_view = VIEW_EGO if source_view(direction) == "ego" else VIEW_EXO
         self._report = report
         self.decode = conversions.compressed_to_rgb if compressed else conversions.image_to_rgb  # msg -> RGB
         self._sync = ApproximateTimeSync(2, queue_size, slop, self._on_pair)
@@ -99,7 +100,7 @@ class SetAssembler:
         self.pairs += 1
         self._images["ego"].discard(conversions.stamp_to_ns(ego.header.stamp))
         self._images["exo"].discard(conversions.stamp_to_ns(exo.header.stamp))
-        source, target = (ego, exo) if self.direction == "ego2exo" else (exo, ego)
+        source, target = source_and_target(self.direction, ego, exo)
         pair = FramePair(source, target, conversions.stamp_to_ns(source.header.stamp))
         ready, unmatched = self._pairer.add_pair(pair, 0.0)
         self._take(ready, unmatched)

@@ -32,6 +32,7 @@ from omama_core.bags.reader import BagReader
 from omama_core.bags.report import Problems, stats
 from omama_core.bags.scoring import answers_from_match_array, score_bag
 from omama_core.bags.typestore import MATCH_ARRAY, typestore
+from omama_core.directions import views
 from omama_core.errors import OmamaError
 
 from . import conversions
@@ -277,7 +278,7 @@ def _play_inputs(reader: BagReader, opened, truth, player: Player, progress: boo
     """Publish the inputs, collect the ground truth; returns the publication times by
     (role, stamp) and the stamps of the query arrays sent."""
     roles = opened.roles
-    source_role, target_role = ("ego", "exo") if opened.direction == "ego2exo" else ("exo", "ego")
+    source_role, target_role = views(opened.direction)
     published: dict[tuple[str, int], float] = {}
     arrays: list[int] = []
     bar = tqdm(total=reader.count(roles), desc=f"replaying x{player.rate:g}", unit="msg", disable=not progress)

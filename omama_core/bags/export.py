@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.egoexo import CorrespondenceDataset, SampleRef
+from ..directions import source_and_target, source_view as source_view_of
 from ..errors import DatasetError
 from ..metrics import evaluation_size, resize_nearest
 from ..submission import target_evaluation_size
@@ -118,7 +119,7 @@ def export_bag(
                     write(name, ns, messages.compressed_image(pixels, compressed, head) if compressed
                           else messages.rgb_image(pixels, head))
                 if group:
-                    source, target = (ego, exo) if direction == "ego2exo" else (exo, ego)
+                    source, target = source_and_target(direction, ego, exo)
                     write("queries", ns, _queries(dataset, group, source.shape[:2], ns))
                     write("ground_truth", ns, _ground_truth(dataset, group, target.shape[:2], ns))
                     counts["samples"] += len(group)
@@ -139,8 +140,7 @@ def _segments(dataset: CorrespondenceDataset) -> dict[tuple[str, str, str], dict
     without a scored object: they are still published, as a camera would)."""
     segments: dict[tuple[str, str, str], dict[int, list[SampleRef]]] = defaultdict(lambda: defaultdict(list))
     for ref in dataset.samples:
-        ego, exo = ((ref.source_camera, ref.target_camera) if dataset.direction == "ego2exo"
-                    else (ref.target_camera, ref.source_camera))
+        ego, exo = source_and_target(dataset.direction, ref.source_camera, ref.target_camera)
         segments[(ref.take, ego, exo)][ref.frame].append(ref)
     for (take, _, _), frames in segments.items():
         for frame in dataset.takes[take].subsample_idx:
@@ -151,7 +151,7 @@ def _segments(dataset: CorrespondenceDataset) -> dict[tuple[str, str, str], dict
 def _queries(dataset: CorrespondenceDataset, group: list[SampleRef], shape: tuple[int, int], ns: int):
     """The QueryArray of one frame: every scored object's source mask at the source image size."""
     view = message_class(QUERY_ARRAY.replace("QueryArray", "Query"))
-    source_view = view.VIEW_EGO if dataset.direction == "ego2exo" else view.VIEW_EXO
+    source_view = view.VIEW_EGO if source_view_of(dataset.direction) == "ego" else view.VIEW_EXO
     head = messages.header(ns, group[0].source_camera)
     queries = [view(header=head, id=ref.object_name, source_view=source_view,
                     mask=messages.mask_image(dataset.load_mask(ref.take, ref.object_name, ref.source_camera,
@@ -176,7 +176,7 @@ def _ground_truth(dataset: CorrespondenceDataset, group: list[SampleRef], target
             size = target_evaluation_size(dataset, ref.take, ref.target_camera, fallback=target_shape)
             mask = np.zeros(size, bool)
         out.append(match(header=head, source_stamp=head.stamp, query_id=ref.object_name,
-                         source_view=0 if dataset.direction == "ego2exo" else 1, visible=ref.gt_exists,
+                         source_view=0 if source_view_of(dataset.direction) == "ego" else 1, visible=ref.gt_exists,
                          visibility=float(ref.gt_exists), score=-1.0, num_candidates=0,
                          reason="" if ref.gt_exists else "not visible (ground truth)",
                          box=roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),

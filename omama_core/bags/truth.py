@@ -18,6 +18,7 @@ from typing import Callable
 from ..data.annotations import TakeAnnotation
 from ..data.egoexo import CorrespondenceDataset, SampleRef, check_direction
 from ..data.rle import encode_rle
+from ..directions import source_and_target, views
 from ..errors import DatasetError
 from .layout import FPS, NS, BagInfo
 from .messages import mask_of, stamp_ns
@@ -98,7 +99,7 @@ class BagTruth:
             if entry.visible:
                 cams[target_camera][str(frame)] = entry.rle
             samples.append(SampleRef(take, name, source_camera, target_camera, frame, entry.visible))
-            roles = ("ego", "exo") if self.direction == "ego2exo" else ("exo", "ego")
+            roles = views(self.direction)
             self.images[(take, source_camera, frame)] = (roles[0], stamp)
             self.images[(take, target_camera, frame)] = (roles[1], entry.target_stamp)
             keys.append(key)
@@ -112,9 +113,9 @@ class BagTruth:
         segment = self.info.segment_of(stamp) if self.info else None
         if segment is not None:
             ego, exo = segment.ego_camera, segment.exo_camera
-            source, target = (ego, exo) if self.direction == "ego2exo" else (exo, ego)
+            source, target = source_and_target(self.direction, ego, exo)
             return segment.take, source, target, segment.frame(stamp)
-        roles = ("ego", "exo") if self.direction == "ego2exo" else ("exo", "ego")
+        roles = views(self.direction)
         return (self.bag.name, source_frame_id or roles[0], target_frame_id or roles[1],
                 round((stamp - first) * FPS / NS))
 

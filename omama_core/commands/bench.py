@@ -18,6 +18,7 @@ import json
 import tempfile
 
 from ..config import parse_overrides
+from ..directions import DIRECTIONS
 from ..errors import InputError
 
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated configs: shipped names, YAML files, `published`, `fast` "
                              "(default: default)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--direction", choices=["ego2exo", "exo2ego"], help="default: each config's own")
+    parser.add_argument("--direction", choices=DIRECTIONS, help="default: each config's own")
     parser.add_argument("--queries", default="1,4", help="comma-separated query counts per call (default: 1,4)")
     parser.add_argument("--size", default="published",
                         help="WxH for both images, or 'published' (ego 704x704, exo 960x540; the default)")

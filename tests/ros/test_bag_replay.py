@@ -170,7 +170,7 @@ def test_real_node_live_equals_offline(ros_available, bag, tmp_path):
     config = tmp_path / "fast.yaml"  # knn with a coarser segmentation: about 1-2 s per set on 2 cores
     config.write_text("name: fast\ndirection: ego2exo\nbackbone: {kind: handcrafted}\n"
                       "proposals: {kind: classical, max_masks: 100, max_side: 240, segment_scale: 50}\n"
-                      "head: {kind: knn}\nvisibility_threshold: 0.3\nwhole_object_margin: 0.05\n")
+                      "head: {kind: knn}\nvisibility_threshold: 0.3\nselection: {whole_object_margin: 0.05}\n")
 
     def assembler(direction, report, compressed, labels=None):
         return SetAssembler(direction, report, compressed=compressed, labels=labels)
