@@ -26,11 +26,9 @@ import torch
 from tqdm import tqdm
 
 from .errors import InputError
+from .preprocess import GRID_STRIDE, PATCH_SIZE
 
-try:  # issue 15 renames offline.configure_offline to network.disable_hub_downloads
-    from .network import disable_hub_downloads as _disable_hub_downloads
-except ImportError:
-    from .offline import configure_offline as _disable_hub_downloads
+from .network import disable_hub_downloads as _disable_hub_downloads
 
 # name -> (shipped config it starts from, timm model, FastSAM scale, FastSAM input size)
 RANDOM_ARCHITECTURES = {
@@ -195,9 +193,6 @@ def machine() -> dict:
 
 
 # ---- the encoder against the per-mask formulation --------------------------------------------
-GRID_STRIDE = 4  # px per cell of the encoder's pooling grid (docs/method.md)
-
-
 def per_mask_descriptors(features: torch.Tensor, masks: np.ndarray, context_px: int) -> torch.Tensor:
     """The Mask-Context Encoder written as the publication describes it, one mask at a time:
     features (C, h, w) on the 14-px token grid, masks (N, H, W) bool at image size (the
@@ -205,7 +200,7 @@ def per_mask_descriptors(features: torch.Tensor, masks: np.ndarray, context_px: 
     context_px], both on the 4-px grid. The reference that `omama bench --encoder` checks
     the batched encoder against."""
     height, width = masks.shape[1:]
-    grid_hw = (features.shape[1] * 14 // GRID_STRIDE, features.shape[2] * 14 // GRID_STRIDE)
+    grid_hw = (features.shape[1] * PATCH_SIZE // GRID_STRIDE, features.shape[2] * PATCH_SIZE // GRID_STRIDE)
     grid = torch.nn.functional.interpolate(features[None], size=grid_hw, mode="bilinear", align_corners=False)[0]
     out = []
     for mask in masks:
@@ -230,18 +225,12 @@ def _batched_encoder():
     """The encoder under test: (features (C, h, w), masks (N, H, W), context_px) -> (N, 2C)."""
     from .masks import boxes_from_masks, resize_nearest
 
-    try:  # after issue 15: omama_core/modeling/encoder.py
-        from .modeling.encoder import context_cells, pooled_descriptors
+    from .modeling.encoder import context_cells, pooled_descriptors
 
-        def encode(features, masks, context_px):
-            grid_hw = (features.shape[1] * 14 // GRID_STRIDE, features.shape[2] * 14 // GRID_STRIDE)
-            cells = context_cells(boxes_from_masks(masks), masks.shape[1:], grid_hw, context_px)
-            return pooled_descriptors(features, resize_nearest(masks, grid_hw), cells)
-    except ImportError:
-        from .encoder import mask_context_descriptors
-
-        def encode(features, masks, context_px):
-            return mask_context_descriptors(features, masks, masks.shape[1:], context_px=context_px)
+    def encode(features, masks, context_px):
+        grid_hw = (features.shape[1] * PATCH_SIZE // GRID_STRIDE, features.shape[2] * PATCH_SIZE // GRID_STRIDE)
+        cells = context_cells(boxes_from_masks(masks), masks.shape[1:], grid_hw, context_px)
+        return pooled_descriptors(features, resize_nearest(masks, grid_hw), cells)
     return encode
 
 
@@ -262,7 +251,7 @@ def bench_encoder(channels: int = 768, token_grid: tuple[int, int] = (38, 68), m
     (channels, *token_grid) and `masks` random ellipses at the token grid's image size (the
     published exo input, 532x952, by default); their outputs must agree to `tolerance`."""
     rng = np.random.default_rng(0)
-    image_hw = (token_grid[0] * 14, token_grid[1] * 14)
+    image_hw = (token_grid[0] * PATCH_SIZE, token_grid[1] * PATCH_SIZE)
     features = torch.from_numpy(rng.standard_normal((channels, *token_grid)).astype(np.float32)).to(device)
     mask_stack = random_masks(rng, masks, image_hw)
     encode = _batched_encoder()

@@ -68,12 +68,8 @@ def test_random_masks_and_sizes():
 
 
 def test_random_official_head_loads_strictly(tmp_path):
-    try:  # after issue 15 the loader lives in omama_core.modeling.checkpoint
-        from omama_core.modeling.checkpoint import load_official_head
-    except ImportError:
-        from omama_core.head import MatchingHead
+    from omama_core.modeling.checkpoint import load_official_head
 
-        load_official_head = MatchingHead.from_official
     path = tmp_path / "head.pt"
     torch.save(random_official_head(64), path)
     head = load_official_head(str(path))
