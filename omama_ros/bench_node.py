@@ -3,7 +3,8 @@
 It starts the node (replay.NodeProcess: `python -m omama_ros.node` in a private namespace,
 this process's network namespace and DDS settings), publishes one ego image, one exo image
 and one QueryArray under a single stamp, waits for the MatchArray with that stamp on
-~/matches, and only then sends the next set. Latency: the first of the three publications ->
+~/matches, and only then sends the next set; `between` (the core's call in `omama bench --node`) runs
+after each answer, so that both paths see the same load of the machine. Latency: the first of the three publications ->
 the MatchArray's arrival (its raw bytes, before deserialization), monotonic clock of this
 process. The node's own figures (MatchArray.processing_ms and latency_ms) and its RSS are
 kept beside it.
@@ -15,7 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import rclpy
@@ -52,12 +53,15 @@ def _stamp(messages, ns: int) -> None:
 def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str, repeat: int, warmup: int,
                log_dir: str | os.PathLike, config: str = "default", device: str = "cpu",
                node_params: dict | None = None, startup_timeout: float = 300.0, answer_timeout: float = 300.0,
-               node_command: list[str] | None = None) -> dict[str, Any]:
+               node_command: list[str] | None = None, between: Callable[[bool], None] | None = None
+               ) -> dict[str, Any]:
     """Time `repeat` sets (after `warmup`) of inputs = (source image, query masks (K, H, W),
     target image) through a started node. Returns {"end_to_end_ms", "node_processing_ms",
-    "node_latency_ms" (summaries), "node_rss_mb", "answers": the last MatchArray's
+    "node_latency_ms", "transport_ms" (end to end minus the node's processing_ms, set by set)
+    (summaries), "node_rss_mb", "answers": the last MatchArray's
     [{"visible", "score", "mask" (Ht, Wt) bool}], "node_log"}. node_command: as in
-    replay.NodeProcess (tests inject a matcher)."""
+    replay.NodeProcess (tests inject a matcher). between(timed): called after each answer,
+    timed False during the warm-up."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     namespace = f"/omama_bench_{os.getpid()}"  # private topics: nothing else on the graph is disturbed
@@ -113,6 +117,8 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
                 latencies.append((received - sent) * 1000.0)
                 processing.append(float(last.processing_ms))
                 node_latency.append(float(last.latency_ms))
+            if between is not None:
+                between(index >= warmup)
         rss = list(child.rss)
         node_exit = child.stop()
     finally:
@@ -123,7 +129,9 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
     answers = [{"visible": bool(m.visible), "score": float(m.score),
                 "mask": conversions.mask_to_bool(m.mask)} for m in last.matches]
     return {"end_to_end_ms": summary(latencies), "node_processing_ms": summary(processing),
-            "node_latency_ms": summary(node_latency), "node_rss_mb": _rss_report(rss_start, rss),
+            "node_latency_ms": summary(node_latency),
+            # per set, so that the machine's load cancels: what DDS and the node add around its processing
+            "transport_ms": summary([total - inside for total, inside in zip(latencies, processing)]), "node_rss_mb": _rss_report(rss_start, rss),
             "node_exit": node_exit, "node_params": params, "answers": answers, "node_log": str(child.log_path),
             "latency_definition": "first of the set's three publications (ego image, exo image, QueryArray) -> "
                                   "its MatchArray received (raw bytes), monotonic clock of this process; one set "

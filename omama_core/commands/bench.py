@@ -10,8 +10,9 @@ resized to --size WxH) in the config's direction. Configs: the shipped ones, a Y
 and `published` / `fast`, the published architecture and a small one with random weights
 made locally (omama_core/benchmark.py). Prints a table of medians (ms) and writes the
 medians, 10th/90th percentiles and means to --out. --node: the same inputs (640x480 unless
---size) through the ROS node over DDS (omama_ros/bench_node.py) beside the core in this
-process, one set at a time, with the ratio node/core and the node's memory.
+--size) through the ROS node over DDS (omama_ros/bench_node.py) and through the core in this
+process, alternating call by call (same machine load), one set at a time, with the ratio
+node/core, whether their answers agree and the node's memory.
 """
 
 from __future__ import annotations
@@ -126,10 +127,11 @@ def _query_counts(text: str) -> list[int]:
 
 
 def _node(args: argparse.Namespace) -> dict:
-    """The core in this process, then the node over DDS, on the same inputs (module docstring)."""
-    import gc
+    """The node over DDS and the core in this process, alternating set by set on the same inputs."""
+    import statistics
+    import time
 
-    from ..benchmark import RANDOM_ARCHITECTURES, bench_inputs, bench_matcher, compare_answers, parse_size
+    from ..benchmark import RANDOM_ARCHITECTURES, bench_inputs, compare_answers, parse_size, peak_rss_mb, summary
     from ..matcher import Matcher
     from .common import ros_module
 
@@ -141,14 +143,24 @@ def _node(args: argparse.Namespace) -> dict:
     matcher = Matcher.from_config(args.config, device=args.device, direction=args.direction, half=args.half)
     direction = matcher.config.direction
     inputs = bench_inputs(direction, queries[0], parse_size(args.size or "640x480"))
-    core = bench_matcher(matcher, inputs, args.repeat, args.warmup, label=f"core {args.config}")
-    core_answers = [{"visible": r.visible, "score": r.score, "mask": r.mask} for r in matcher.match(*inputs)]
-    del matcher
-    gc.collect()  # the node runs beside this process: free the core's model first
+    core_ms, candidates, last = [], [], []
+
+    def core_once(timed: bool) -> None:  # after each node answer: both paths see the same machine load
+        start = time.perf_counter()
+        results = matcher.match(*inputs)
+        if timed:
+            core_ms.append((time.perf_counter() - start) * 1000.0)
+            candidates.append(results[0].num_candidates)
+        last[:] = results
+
     with tempfile.TemporaryDirectory(prefix="omama-bench-node-") as folder:
         node = bench_node(inputs, direction, args.repeat, args.warmup, args.node_log or folder, config=args.config,
-                          device=args.device, node_params={"half": True} if args.half else None)
-        node_answers = node.pop("answers")
+                          device=args.device, node_params={"half": True} if args.half else None, between=core_once)
+    node["node_log"] = args.node_log and node["node_log"]  # None: it was in a removed temporary folder
+    core = {"end_to_end_ms": summary(core_ms), "candidates": int(statistics.median(candidates)),
+            "peak_rss_mb": peak_rss_mb()}
+    core_answers = [{"visible": r.visible, "score": r.score, "mask": r.mask} for r in last]
+    node_answers = node.pop("answers")
     result = {"config": args.config, "direction": direction, "device": args.device, "queries": queries[0],
               "source_hw": list(inputs[0].shape[:2]), "target_hw": list(inputs[2].shape[:2]),
               "repeat": args.repeat, "warmup": args.warmup, "core": core, "node": node,
@@ -168,6 +180,8 @@ def _print_node_table(result: dict) -> None:
     for name, values in (("core (Matcher.match)", core), ("node over DDS", node),
                          ("node's processing_ms", processing)):
         print(f"{name:<24}{values['median']:>10.1f}{values['p10']:>9.1f}{values['p90']:>9.1f}")
+    transport = result["node"]["transport_ms"]
+    print(f"{'DDS + node around it':<24}{transport['median']:>10.1f}{transport['p10']:>9.1f}{transport['p90']:>9.1f}")
     print(f"node/core {result['node_over_core']:.3f}x; node RSS peak {rss['peak']} MB; "
           f"answers agree: {result['answers']['agree']}")
 

@@ -19,6 +19,8 @@ def test_bench_node_reports_both_paths_and_the_same_answers(ros_available, tmp_p
     for path in (result["core"]["end_to_end_ms"], result["node"]["end_to_end_ms"],
                  result["node"]["node_processing_ms"]):
         assert set(path) == {"median", "p10", "p90", "mean"} and 0 < path["p10"] <= path["median"] <= path["p90"]
+    transport = result["node"]["transport_ms"]
+    assert 0 < transport["median"] < result["node"]["end_to_end_ms"]["median"]
     assert result["node_over_core"] == pytest.approx(
         result["node"]["end_to_end_ms"]["median"] / result["core"]["end_to_end_ms"]["median"], abs=1e-3)
     assert result["node"]["node_rss_mb"]["peak"] > 0 and result["node"]["node_exit"] in (0, None)
