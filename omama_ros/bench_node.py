@@ -131,7 +131,8 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
     return {"end_to_end_ms": summary(latencies), "node_processing_ms": summary(processing),
             "node_latency_ms": summary(node_latency),
             # per set, so that the machine's load cancels: what DDS and the node add around its processing
-            "transport_ms": summary([total - inside for total, inside in zip(latencies, processing)]), "node_rss_mb": _rss_report(rss_start, rss),
+            "transport_ms": summary([total - inside for total, inside in zip(latencies, processing)]),
+            "node_rss_mb": _rss_report(rss_start, rss),
             "node_exit": node_exit, "node_params": params, "answers": answers, "node_log": str(child.log_path),
             "latency_definition": "first of the set's three publications (ego image, exo image, QueryArray) -> "
                                   "its MatchArray received (raw bytes), monotonic clock of this process; one set "
