@@ -272,3 +272,22 @@ def bench_encoder(channels: int = 768, token_grid: tuple[int, int] = (38, 68), m
             "device": device, "batched_ms": batched_summary, "per_mask_ms": per_mask_summary,
             "speedup": round(per_mask_summary["median"] / max(batched_summary["median"], 1e-9), 1),
             "max_abs_difference": difference}
+
+
+# ---- the node against the core ----------------------------------------------------------------
+def compare_answers(core: list[dict], node: list[dict], score_tolerance: float = 1e-4) -> dict:
+    """Whether the node answered what the core did on the same inputs: per query
+    {"visible", "score", "mask" (H, W) bool} from each side. Returns {"agree", "queries",
+    "core_mask_pixels", "differing_mask_pixels" (per query), "max_score_difference"}; scores
+    travel as float32."""
+    if len(core) != len(node):
+        return {"agree": False, "queries": [len(core), len(node)], "core_mask_pixels": None,
+                "differing_mask_pixels": None, "max_score_difference": None}
+    pixels = [int(np.count_nonzero(np.asarray(a["mask"], bool) != np.asarray(b["mask"], bool)))
+              if np.shape(a["mask"]) == np.shape(b["mask"]) else -1 for a, b in zip(core, node)]
+    scores = max((abs(float(a["score"]) - float(b["score"])) for a, b in zip(core, node)), default=0.0)
+    agree = (all(p == 0 for p in pixels) and scores <= score_tolerance
+             and all(bool(a["visible"]) == bool(b["visible"]) for a, b in zip(core, node)))
+    return {"agree": agree, "queries": len(core),
+            "core_mask_pixels": [int(np.count_nonzero(a["mask"])) for a in core], "differing_mask_pixels": pixels,
+            "max_score_difference": round(scores, 7)}

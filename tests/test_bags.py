@@ -268,7 +268,7 @@ def test_a_bare_mcap_file_is_a_bag(bag, tmp_path):
 
 def test_cli_help_and_a_clear_error_without_ros(monkeypatch, capsys):
     from omama_core import cli
-    from omama_core.commands import bag as command
+    from omama_core.commands.common import ros_module
 
     with pytest.raises(SystemExit):
         cli.main(["bag", "--help"])
@@ -278,4 +278,4 @@ def test_cli_help_and_a_clear_error_without_ros(monkeypatch, capsys):
     assert "example" in capsys.readouterr().out
     monkeypatch.setitem(sys.modules, "rclpy", None)  # import rclpy -> ImportError
     with pytest.raises(OmamaError, match="needs a ROS 2 environment: source your ROS install"):
-        command._ros_module("eval-live", "replay")
+        ros_module("omama bag eval-live", "replay")

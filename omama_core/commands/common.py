@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from ..config import parse_overrides
 from ..directions import DIRECTIONS
+from ..errors import OmamaError
 
 
 def add_matcher_arguments(parser: argparse.ArgumentParser, default_config: str = "default") -> None:
@@ -38,3 +40,20 @@ def build_matcher(args: argparse.Namespace):
 
     return Matcher.from_config(args.config, device=args.device, direction=args.direction,
                                overrides=matcher_overrides(args))
+
+
+def ros_module(command: str, name: str, without_ros: str = ""):
+    """omama_ros.<name> for `command` (e.g. "omama bag play"), or a clear error where there is
+    no ROS 2 environment or the messages are not built; without_ros: what works without ROS."""
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as error:
+        raise OmamaError(f"{command} needs a ROS 2 environment: source your ROS install "
+                         "(. /opt/ros/<distro>/setup.bash) or install the pip wheels (make ros), then run it again "
+                         f"(rclpy: {error}). {without_ros}".rstrip()) from None
+    try:
+        import omama_ros.msg  # noqa: F401
+    except ImportError as error:
+        raise OmamaError(f"{command} needs the omama_ros messages built: colcon build (ROS install) or "
+                         f"scripts/build_ros_interfaces.sh (pip wheels) ({error})") from None
+    return importlib.import_module(f"omama_ros.{name}")
