@@ -76,10 +76,9 @@ def pooled_descriptors(features: torch.Tensor, grid_masks: np.ndarray, cells: np
     object_counts = torch.from_numpy(grid_masks.sum(axis=(1, 2))).to(features).clamp(min=1.0)  # (N,)
 
     cells = torch.from_numpy(cells).to(features.device)
-    in_rows = (torch.arange(gh, device=cells.device)[None] >= cells[:, 0:1]) \
-        & (torch.arange(gh, device=cells.device)[None] < cells[:, 1:2])  # (N, gh)
-    in_cols = (torch.arange(gw, device=cells.device)[None] >= cells[:, 2:3]) \
-        & (torch.arange(gw, device=cells.device)[None] < cells[:, 3:4])  # (N, gw)
+    grid_rows, grid_cols = (torch.arange(size, device=cells.device)[None] for size in (gh, gw))
+    in_rows = (grid_rows >= cells[:, 0:1]) & (grid_rows < cells[:, 1:2])  # (N, gh)
+    in_cols = (grid_cols >= cells[:, 2:3]) & (grid_cols < cells[:, 3:4])  # (N, gw)
     context_weights = (in_rows.to(features) @ rows)[:, :, None] * (in_cols.to(features) @ cols)[:, None, :]  # (N, h, w)
     context_counts = ((cells[:, 1] - cells[:, 0]) * (cells[:, 3] - cells[:, 2])).to(features)  # (N,)
 
