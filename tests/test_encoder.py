@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from omama_core.modeling.encoder import MaskContextEncoder
@@ -134,3 +135,45 @@ def test_balanced_descriptors_score_the_weighted_sum_of_cosines():
     assert torch.allclose((balanced_a * balanced_b).sum(1), expected, atol=1e-6)
     assert torch.allclose(balanced_a.norm(dim=1), torch.ones(4), atol=1e-6)
     assert torch.equal(balance_groups(torch.zeros(2, 16), groups), torch.zeros(2, 16))
+
+
+def dense_pooled_descriptors(features, grid_masks, cells):
+    """The straightforward formulation: upsample to the 4-px grid, one dense (gh, gw) weight
+    map per mask and per context box, weighted means. (N, 2C)."""
+    import torch.nn.functional as F
+
+    grid = F.interpolate(features[None], size=grid_masks.shape[1:], mode="bilinear", align_corners=False)[0]
+    out = []
+    for mask, (r0, r1, c0, c1) in zip(grid_masks, cells):
+        box = np.zeros_like(mask)
+        box[r0:r1, c0:c1] = True
+        means = [torch.einsum("ij,cij->c", torch.from_numpy(m).float(), grid) / max(m.sum(), 1) for m in (mask, box)]
+        out.append(torch.cat(means))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("feature_hw, stride", [((5, 9), 14), ((7, 4), 14), ((17, 26), 4)])
+def test_pooled_descriptors_equal_the_dense_formulation(feature_hw, stride):
+    """Random masks, an empty one, and boxes at every edge of the grid, in float32."""
+    from omama_core.modeling.encoder import pooled_descriptors
+
+    rng = np.random.default_rng(3)
+    features = torch.from_numpy(rng.normal(size=(6, *feature_hw)).astype(np.float32))
+    gh, gw = pooling_grid_size(feature_hw, stride)
+    masks = rng.random((7, gh, gw)) > rng.uniform(0.3, 0.99, size=(7, 1, 1))
+    masks[0] = False  # empty
+    masks[1] = True  # the whole grid
+    rows, cols = np.sort(rng.integers(0, gh + 1, (7, 2)), 1), np.sort(rng.integers(0, gw + 1, (7, 2)), 1)
+    cells = np.concatenate([rows, cols], 1)
+    cells[:, 1] = np.maximum(cells[:, 1], cells[:, 0] + 1).clip(max=gh)
+    cells[:, 0] = np.minimum(cells[:, 0], cells[:, 1] - 1)
+    cells[:, 3] = np.maximum(cells[:, 3], cells[:, 2] + 1).clip(max=gw)
+    cells[:, 2] = np.minimum(cells[:, 2], cells[:, 3] - 1)
+    cells[1] = [0, gh, 0, gw]  # the whole grid
+    cells[2] = [0, 1, 0, 1]  # the top-left cell
+    cells[3] = [gh - 1, gh, gw - 1, gw]  # the bottom-right cell
+    cells[4] = [0, gh, gw - 3, gw]  # the right edge
+    ours = pooled_descriptors(features, masks, cells)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, dense_pooled_descriptors(features, masks, cells), atol=1e-5, rtol=0)
+    assert torch.equal(ours[0, :6], torch.zeros(6))
