@@ -26,6 +26,7 @@ from .data.egoexo import CorrespondenceDataset, SampleRef
 from .data.rle import decode_rle, encode_rle
 from .errors import DatasetError, OmamaError
 from .metrics import balanced_accuracy, evaluation_size, mask_metrics, pred_exists, resize_nearest
+from .protocols import PROTOCOLS
 from .submission import (
     Prediction,
     PredictionKey,
@@ -313,10 +314,6 @@ def evaluate_submission(
     return report
 
 
-PROTOCOLS = {
-    "independent": "each query answered alone, as the publication and the benchmark do",
-    "joint": "all objects of a frame answered together: selection rules may use the other objects (not published)",
-}
 SCORING = ("official Ego-Exo4D correspondence: GT resized (nearest) to longer side 480; IoU/LE/CA averaged over "
             "samples visible in the target, pooled over takes; visibility = balanced accuracy of confidence > 0.5")
 

@@ -38,10 +38,8 @@ from .modeling import MatchingHead, OMaMa, build_model, cosine_scores, load_conf
 from .modeling.checkpoint import read_checkpoint
 from .preprocess import ModelInput, mask_regions, plan_input, proposal_regions, to_model_input
 from .proposals import Proposals, build_proposals
+from .protocols import PROTOCOLS
 from .selection import Selection
-
-PROTOCOLS = ("joint", "independent")
-
 
 @dataclass
 class MatchResult:
@@ -193,7 +191,7 @@ class Matcher:
             K MatchResults in query order.
         """
         if protocol not in PROTOCOLS:
-            raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+            raise InputError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
         clock = _Clock()
         source_image = to_rgb_uint8(source_image, "source image")
         target_image = to_rgb_uint8(target_image, "target image")

@@ -19,6 +19,7 @@ import json
 from .common import matcher_overrides
 from ..directions import DIRECTIONS
 from ..errors import DatasetError
+from ..protocols import PROTOCOLS
 
 DIRECTION_CHOICES = {**{d: [d] for d in DIRECTIONS}, "both": list(DIRECTIONS)}
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--proposal-weights", help="local FastSAM weights file")
     model.add_argument("--head-checkpoint", help="head checkpoint (the authors' release or an omama one)")
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    model.add_argument("--protocol", choices=["independent", "joint"], default="independent",
+    model.add_argument("--protocol", choices=sorted(PROTOCOLS), default="independent",
                        help="independent (default): each query answered alone, as the publication and the "
                             "benchmark; joint: the objects of a frame answered together (selection rules may use "
                             "the other objects)")
