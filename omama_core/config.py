@@ -175,24 +175,13 @@ class MatcherConfig:
         if self.confidence not in CONFIDENCES:
             raise ConfigError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
         selection = self.selection
-        if not 0.0 <= selection.whole_object_margin <= 2.0:
-            raise ConfigError("selection.whole_object_margin must be in [0, 2] (a cosine difference), "
-                              f"got {selection.whole_object_margin}")
-        if selection.whole_object_part_margin is not None:
-            if not 0.0 <= selection.whole_object_part_margin <= 2.0:
-                raise ConfigError("selection.whole_object_part_margin must be null (off) or in [0, 2] (a cosine "
-                                  f"difference), got {selection.whole_object_part_margin}")
-            if selection.whole_object_margin <= 0:  # the part check refines the margin rule; alone it would do nothing
-                raise ConfigError("selection.whole_object_part_margin needs whole_object_margin > 0 (it checks the "
-                                  "containers that margin admits); set whole_object_part_margin: null to turn it off")
-        if not 0.0 <= selection.reverse_check <= 10.0:
-            raise ConfigError(f"selection.reverse_check must be in [0, 10] (0: off), got {selection.reverse_check}")
-        if not 0.0 <= selection.layout_weight <= 10.0:
-            raise ConfigError(f"selection.layout_weight must be in [0, 10] (0: off), got {selection.layout_weight}")
-        if not 0.0 <= selection.layout_tolerance < selection.layout_cap <= 2.0:
-            raise ConfigError("selection.layout_tolerance and selection.layout_cap are fractions of the image "
-                              "diagonal with 0 <= layout_tolerance < layout_cap <= 2, got "
-                              f"{selection.layout_tolerance} and {selection.layout_cap}")
+        # the part check refines the margin rule; alone it would do nothing
+        if selection.whole_object_part_margin is not None and selection.whole_object_margin <= 0:
+            raise ConfigError("selection.whole_object_part_margin needs whole_object_margin > 0 (it checks the "
+                              "containers that margin admits); set whole_object_part_margin: null to turn it off")
+        if not selection.layout_tolerance < selection.layout_cap:
+            raise ConfigError("selection.layout_tolerance must be below selection.layout_cap (fractions of the image "
+                              f"diagonal), got {selection.layout_tolerance} and {selection.layout_cap}")
         return self
 
     def head_checkpoint(self, direction: str | None = None) -> str | None:
@@ -397,6 +386,12 @@ MATCHER_RANGES = (
     Range("proposals.max_side", 1),
     Range("context_px", 0),
     Range("visibility_threshold", -1.0, 1.0),  # a cosine score or a probability
+    Range("selection.whole_object_margin", 0.0, 2.0),  # cosine differences
+    Range("selection.whole_object_part_margin", 0.0, 2.0),  # null: off
+    Range("selection.reverse_check", 0.0, 10.0),  # penalty weights, 0: off
+    Range("selection.layout_weight", 0.0, 10.0),
+    Range("selection.layout_tolerance", 0.0, 2.0),  # fractions of the image diagonal
+    Range("selection.layout_cap", 0.0, 2.0),
 )
 
 
@@ -412,11 +407,14 @@ def check_types(config: Any, prefix: str = "") -> None:
 
 
 def check_ranges(config: Any, ranges: tuple[Range, ...]) -> None:
-    """Raise ConfigError naming the first value of `config` (a dataclass) outside its range."""
+    """Raise ConfigError naming the first value of `config` (a dataclass) outside its range;
+    None (an optional value switched off) is in every range."""
     for key, low, high, open_low, open_high in ranges:
         value = config
         for part in key.split("."):
             value = getattr(value, part)
+        if value is None:
+            continue
         below = low is not None and (value <= low if open_low else value < low)
         above = high is not None and (value >= high if open_high else value > high)
         if not (below or above):

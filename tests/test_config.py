@@ -285,12 +285,19 @@ def test_a_mapping_of_paths_is_a_valid_head_checkpoint():
     ("proposals.conf", 1.5), ("proposals.conf", -0.1), ("proposals.iou", 2),
     ("proposals.max_side", 0), ("proposals.segment_scale", 0), ("proposals.max_area_frac", 0),
     ("sizing.ego_max_side", 0), ("sizing.exo_max_side", -960), ("context_px", -1),
-    ("visibility_threshold", 1.5),
+    ("visibility_threshold", 1.5), ("selection.whole_object_margin", -0.1),
+    ("selection.whole_object_part_margin", 2.5), ("selection.reverse_check", 11),
+    ("selection.layout_weight", -1), ("selection.layout_cap", 3),
 ])
 def test_a_value_out_of_range_is_named(key, value):
     with pytest.raises(ConfigError) as error:
         load_config("default", {key: value})
     assert key in str(error.value) and str(value) in str(error.value)
+
+
+def test_the_layout_bounds_must_be_ordered():
+    with pytest.raises(ConfigError, match="layout_tolerance must be below selection.layout_cap"):
+        load_config("default", {"selection.layout_tolerance": 0.3, "selection.layout_cap": 0.2})
 
 
 def test_the_area_bounds_must_be_ordered():
