@@ -78,6 +78,9 @@ class ProposalsConfig:
     min_area_frac / max_area_frac drop candidates that are tiny or cover most of the image.
     segment_scale: Felzenszwalb scale of the classical generator's leaf regions;
     max_side: the classical generator segments a copy downscaled to this longer side.
+    concurrent: run the classical generator in a worker thread while the backbone passes
+    run (on the CPU with one torch thread fewer); same candidates, less wall time. FastSAM
+    always runs after the backbones: it is torch work itself.
     """
 
     kind: str = "fastsam"
@@ -90,6 +93,7 @@ class ProposalsConfig:
     max_area_frac: float = 0.5
     segment_scale: float = 100.0
     max_side: int = 480
+    concurrent: bool = True
 
 
 @dataclass

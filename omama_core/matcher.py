@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from .masks import boxes_from_masks, mask_box
 from .modeling import MatchingHead, OMaMa, build_model, cosine_scores, load_configured_head, load_head
 from .modeling.checkpoint import read_checkpoint
 from .preprocess import ModelInput, mask_regions, plan_input, proposal_regions, to_model_input
-from .proposals import Proposals, build_proposals
+from .proposals import ClassicalProposals, Proposals, build_proposals
 from .protocols import PROTOCOLS
 from .selection import Selection
 
@@ -117,6 +118,7 @@ class Matcher:
         self.half = half and device.type == "cuda"
         if half and not self.half:
             warnings.warn("half precision is only used on CUDA; running in float32 on the CPU", stacklevel=2)
+        self._worker: ThreadPoolExecutor | None = None  # made on first use (see match)
 
     @classmethod
     def from_config(cls, name_or_path: str = "default", device: str = "auto", direction: str | None = None,
@@ -162,6 +164,17 @@ class Matcher:
         """Mask candidates of the target image."""
         return self.proposals(image)
 
+    def _concurrent_candidates(self) -> bool:
+        """Whether the proposal pass runs beside the backbone passes: only a generator that
+        does no torch work (the classical one), so the two never compete for torch's threads."""
+        return self.config.proposals.concurrent and isinstance(self.proposals, ClassicalProposals)
+
+    def _start_candidates(self, image: np.ndarray):
+        """Start the proposal pass of an image in the worker thread; returns its Future."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omama-proposals")
+        return self._worker.submit(self.candidates, image)
+
     @contextmanager
     def _autocast(self):
         if self.half:
@@ -204,11 +217,18 @@ class Matcher:
         height, width = target_image.shape[:2]
         empty = ~masks.any(axis=(1, 2))
 
-        source_tokens, source_pooling = self.dense_features(source_image, source_view)
-        clock.lap("backbone_source")
-        target_tokens, target_pooling = self.dense_features(target_image, target_view)
-        clock.lap("backbone_target")
-        proposals = given if given is not None else self.candidates(target_image)
+        # With concurrent proposals the backbone laps include the proposals running beside
+        # them, and "proposals" is only the wait for what the backbones did not hide.
+        pending = self._start_candidates(target_image) if given is None and self._concurrent_candidates() else None
+        with _one_core_spared(pending is not None and self.device.type == "cpu"):
+            source_tokens, source_pooling = self.dense_features(source_image, source_view)
+            clock.lap("backbone_source")
+            target_tokens, target_pooling = self.dense_features(target_image, target_view)
+            clock.lap("backbone_target")
+        if given is not None:
+            proposals = given
+        else:
+            proposals = pending.result() if pending is not None else self.candidates(target_image)
         substituted = len(proposals) == 0 and self.config.sizing.mode == "official"
         if substituted:  # the authors' code scores one all-zero candidate (empty mask, box 0)
             proposals = Proposals(np.zeros((1, 4), np.float32), np.zeros(1, np.float32),
@@ -282,6 +302,26 @@ def _as_proposals(candidates: np.ndarray | Candidates, target_hw: tuple[int, int
         if boxes.shape != (len(masks), 4):
             raise InputError(f"candidate boxes must be (N, 4) = ({len(masks)}, 4) as (x, y, w, h), got {boxes.shape}")
     return Proposals(boxes, np.ones(len(masks), np.float32), masks=masks)
+
+
+def _one_core_spared(active: bool):
+    """torch's CPU threads less one while active, so that a thread working beside torch (the
+    classical proposals) has a core of its own: otherwise torch's threads wait on the one that
+    shares its core at every parallel region, and the overlap gains nothing (measured)."""
+    threads = torch.get_num_threads()
+    if not active or threads < 2:
+        return nullcontext()
+    return _torch_threads(threads - 1)
+
+
+@contextmanager
+def _torch_threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _Clock:

@@ -586,3 +586,44 @@ def test_shipped_head_checkpoint_from_before_the_selection_section_still_loads()
     assert "whole_object_margin" in torch.load(path, map_location="cpu", weights_only=True)["config"]
     matcher = Matcher.from_config(str(path), device="cpu")
     assert matcher.config.selection.whole_object_margin == 0.05 and matcher.model.head is not None
+
+
+def test_classical_proposals_run_beside_the_backbones_with_the_same_answers(two_views, queries, monkeypatch):
+    """proposals.concurrent: the classical pass runs in the worker thread while the backbones
+    run on one torch thread fewer (restored afterwards); the answers equal the serial path's."""
+    import threading
+
+    from omama_core.proposals import ClassicalProposals
+
+    ego, _, exo, _ = two_views
+    seen = {"proposal_threads": [], "backbone_torch_threads": []}
+    run_proposals = ClassicalProposals.__call__
+
+    def recording_proposals(self, image):
+        seen["proposal_threads"].append(threading.current_thread().name)
+        return run_proposals(self, image)
+
+    monkeypatch.setattr(ClassicalProposals, "__call__", recording_proposals)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # as on a 4-core machine, whatever this one has
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    answers = {}
+    for concurrent in (True, False):
+        matcher = Matcher.from_config("knn", device="cpu", overrides={"proposals.concurrent": concurrent})
+        encode = matcher.backbone.encode
+
+        def recording_encode(image, encode=encode):
+            seen["backbone_torch_threads"].append(set_to[-1] if set_to else None)
+            return encode(image)
+
+        monkeypatch.setattr(matcher.backbone, "encode", recording_encode)
+        answers[concurrent] = matcher.match(ego, queries[1], exo)
+        assert set(answers[concurrent][0].timings) == STAGES
+    assert seen["proposal_threads"][0].startswith("omama-proposals")
+    assert seen["proposal_threads"][1] == threading.main_thread().name
+    assert seen["backbone_torch_threads"] == [3, 3, 4, 4]  # 4 - 1 beside the proposals, then restored
+    assert set_to == [3, 4]  # the serial path never touches the thread count
+    for beside, serial in zip(answers[True], answers[False]):
+        assert beside.candidate == serial.candidate and beside.visible == serial.visible
+        np.testing.assert_array_equal(beside.scores, serial.scores)
+        np.testing.assert_array_equal(beside.mask, serial.mask)
