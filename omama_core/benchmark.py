@@ -39,6 +39,9 @@ RANDOM_ARCHITECTURES = {
 # the mask post-processing see as many candidates as a real FastSAM gives (up to max_masks).
 RANDOM_FASTSAM_CONF = 1e-4
 PUBLISHED_GRIDS = {"source": 2584, "target": 2500}  # exo 38x68 and ego 50x50 tokens (docs/method.md)
+# The matcher's stages that are the two networks' forward passes (DINOv2 or the offline
+# backbone, FastSAM); everything else in a call is "outside the networks".
+NETWORK_STAGES = ("backbone_source", "backbone_target", "proposals_network")
 
 
 # ---- inputs ------------------------------------------------------------------------------
@@ -81,11 +84,6 @@ def random_architecture(name: str, folder: str | os.PathLike, seed: int = 0) -> 
     """Write random DINOv2, FastSAM and head weights for `published` or `fast` into folder;
     returns (shipped config name, overrides) for Matcher.from_config. Nothing is downloaded."""
     import timm
-    import yaml
-
-    _disable_hub_downloads()
-    from ultralytics import YOLO  # imported late: heavy, and must see the offline settings
-    from ultralytics.utils import ROOT
 
     config, model, scale, imgsz = RANDOM_ARCHITECTURES[name]
     folder = Path(folder)
@@ -93,18 +91,31 @@ def random_architecture(name: str, folder: str | os.PathLike, seed: int = 0) -> 
     dinov2 = timm.create_model(model, pretrained=False, num_classes=0)
     backbone_file = folder / f"{model}_random.pth"
     torch.save(dinov2.state_dict(), backbone_file)
-    # FastSAM is a one-class YOLOv8-seg; ultralytics reads the scale (n/s/m/l/x) from the file name
-    spec = yaml.safe_load((ROOT / "cfg" / "models" / "v8" / "yolov8-seg.yaml").read_text())
-    spec["nc"] = 1
-    spec_file = folder / f"yolov8{scale}-seg-nc1.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    fastsam_file = folder / f"FastSAM-{scale}-random.pt"
-    YOLO(str(spec_file)).save(str(fastsam_file))
+    fastsam_file = random_fastsam(scale, folder)
     head_file = folder / f"official_head_{dinov2.embed_dim}_random.pt"
     torch.save(random_official_head(dinov2.embed_dim), head_file)
     return config, {"backbone.model": model, "backbone.weights": str(backbone_file),
                     "proposals.weights": str(fastsam_file), "proposals.imgsz": imgsz,
                     "proposals.conf": RANDOM_FASTSAM_CONF, "head.checkpoint": str(head_file)}
+
+
+def random_fastsam(scale: str, folder: str | os.PathLike) -> Path:
+    """A FastSAM file of the given scale (n/s/m/l/x) with random weights: FastSAM is a
+    one-class YOLOv8-seg, and ultralytics reads the scale from the file name. Nothing is
+    downloaded."""
+    import yaml
+
+    _disable_hub_downloads()
+    from ultralytics import YOLO  # imported late: heavy, and must see the offline settings
+    from ultralytics.utils import ROOT
+
+    spec = yaml.safe_load((ROOT / "cfg" / "models" / "v8" / "yolov8-seg.yaml").read_text())
+    spec["nc"] = 1
+    spec_file = Path(folder) / f"yolov8{scale}-seg-nc1.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    fastsam_file = Path(folder) / f"FastSAM-{scale}-random.pt"
+    YOLO(str(spec_file)).save(str(fastsam_file))
+    return fastsam_file
 
 
 def random_official_head(dim: int) -> dict[str, torch.Tensor]:
@@ -148,8 +159,11 @@ def bench_matcher(matcher, inputs: tuple[np.ndarray, np.ndarray, np.ndarray], re
     """Time matcher.match(*inputs) `repeat` times after `warmup` calls.
 
     Returns {"stages_ms": {stage: summary}, "end_to_end_ms", "stage_sum_ms", "reported_total_ms",
-    "candidates", "peak_rss_mb"[, "cuda_max_memory_mb"]}. stage_sum is the sum of the stages of
-    each call: beside end_to_end it shows what no stage accounts for.
+    "outside_networks_ms", "outside_networks_fraction", "candidates", "peak_rss_mb"
+    [, "cuda_max_memory_mb"]}. stage_sum is the sum of the stages of each call: beside
+    end_to_end it shows what no stage accounts for. outside_networks: end to end less the
+    NETWORK_STAGES, per call; None when the proposals run beside the backbones (their time
+    is then inside the backbone stages).
     """
     device = matcher.device
     cuda = device.type == "cuda"
@@ -159,7 +173,7 @@ def bench_matcher(matcher, inputs: tuple[np.ndarray, np.ndarray, np.ndarray], re
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     stages: dict[str, list[float]] = {}
-    end_to_end, stage_sums, totals, candidates = [], [], [], []
+    end_to_end, stage_sums, totals, candidates, outside = [], [], [], [], []
     for _ in tqdm(range(repeat), desc=label or "bench", unit="pair", leave=False):
         sync()
         start = time.perf_counter()
@@ -172,11 +186,16 @@ def bench_matcher(matcher, inputs: tuple[np.ndarray, np.ndarray, np.ndarray], re
         for name, value in timings.items():
             stages.setdefault(name, []).append(value)
         stage_sums.append(sum(timings.values()))
+        outside.append(end_to_end[-1] - sum(timings.get(name, 0.0) for name in NETWORK_STAGES))
         candidates.append(results[0].num_candidates)
     record = {"candidates": int(statistics.median(candidates)),
               "stages_ms": {name: summary(values) for name, values in stages.items()},
               "end_to_end_ms": summary(end_to_end), "stage_sum_ms": summary(stage_sums),
-              "reported_total_ms": summary(totals) if totals else None, "peak_rss_mb": peak_rss_mb()}
+              "reported_total_ms": summary(totals) if totals else None, "peak_rss_mb": peak_rss_mb(),
+              "outside_networks_ms": None, "outside_networks_fraction": None}
+    if not matcher.concurrent_proposals:
+        record["outside_networks_ms"] = summary(outside)
+        record["outside_networks_fraction"] = round(float(np.median(np.divide(outside, end_to_end))), 4)
     if cuda:
         record["cuda_max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
     return record

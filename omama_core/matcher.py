@@ -14,7 +14,7 @@ One call reads top to bottom:
 All queries of one call share the features, the candidates and the model's pass (compute
 once, query many); with `selection.reverse_check` the source image gets a proposal pass too.
 Under `protocol="independent"` every query is answered as if it were alone in its call.
-The stages are timed per call.
+The stages are timed per call (MatchResult.timings; the names in docs/api.md).
 """
 
 from __future__ import annotations
@@ -138,13 +138,21 @@ class Matcher:
         """How an image of the given view ("ego" or "exo") maps to the model input."""
         return plan_input(image.shape[:2], self.config.sizing, view)
 
+    def model_input(self, image: np.ndarray, view: str) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> the backbone's (1, 3, H', W') input on the matcher's device."""
+        return to_model_input(image, self.plan(image, view)).to(self.device)
+
     @torch.no_grad()
-    def dense_features(self, image: np.ndarray, view: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """HxWx3 uint8 RGB -> tokens (1, C, h, w) and pooling features (1, C, h', w') on the
-        backbone's pooling grid (backbone.pooling_stride px) for the given view ("ego" or "exo")."""
+    def encode(self, model_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A model input (1, 3, H', W') -> tokens (1, C, h, w) and pooling features (1, C, h', w')
+        on the backbone's pooling grid (backbone.pooling_stride px)."""
         with self._autocast():
-            tokens, pooling = self.backbone.encode(to_model_input(image, self.plan(image, view)).to(self.device))
+            tokens, pooling = self.backbone.encode(model_input)
         return tokens.float(), pooling.float()
+
+    def dense_features(self, image: np.ndarray, view: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """HxWx3 uint8 RGB of a view ("ego" or "exo") -> encode(model_input(image, view))."""
+        return self.encode(self.model_input(image, view))
 
     def regions(self, image: np.ndarray, view: str, pooling: torch.Tensor, masks: np.ndarray | Proposals):
         """Query masks (N, H, W) bool or Proposals of an image -> preprocess.Regions on the
@@ -164,7 +172,8 @@ class Matcher:
         """Mask candidates of the target image."""
         return self.proposals(image)
 
-    def _concurrent_candidates(self) -> bool:
+    @property
+    def concurrent_proposals(self) -> bool:
         """Whether the proposal pass runs beside the backbone passes: only a generator that
         does no torch work (the classical one), so the two never compete for torch's threads."""
         return self.config.proposals.concurrent and isinstance(self.proposals, ClassicalProposals)
@@ -216,24 +225,31 @@ class Matcher:
         source_view, target_view = views(self.config.direction)
         height, width = target_image.shape[:2]
         empty = ~masks.any(axis=(1, 2))
+        clock.lap("convert")
 
-        # With concurrent proposals the backbone laps include the proposals running beside
-        # them, and "proposals" is only the wait for what the backbones did not hide.
-        pending = self._start_candidates(target_image) if given is None and self._concurrent_candidates() else None
+        # With concurrent proposals the preprocess and backbone laps include the proposals
+        # running beside them, and "proposals" is only the wait for what they did not hide.
+        pending = self._start_candidates(target_image) if given is None and self.concurrent_proposals else None
         with _one_core_spared(pending is not None and self.device.type == "cpu"):
-            source_tokens, source_pooling = self.dense_features(source_image, source_view)
+            source_input = self.model_input(source_image, source_view)
+            target_input = self.model_input(target_image, target_view)
+            clock.lap("preprocess")
+            source_tokens, source_pooling = self.encode(source_input)
             clock.lap("backbone_source")
-            target_tokens, target_pooling = self.dense_features(target_image, target_view)
+            target_tokens, target_pooling = self.encode(target_input)
             clock.lap("backbone_target")
         if given is not None:
             proposals = given
         else:
             proposals = pending.result() if pending is not None else self.candidates(target_image)
+        network_ms = proposals.network_ms
         substituted = len(proposals) == 0 and self.config.sizing.mode == "official"
         if substituted:  # the authors' code scores one all-zero candidate (empty mask, box 0)
             proposals = Proposals(np.zeros((1, 4), np.float32), np.zeros(1, np.float32),
                                   masks=np.zeros((1, height, width), bool))
         clock.lap("proposals")
+        if network_ms is not None:  # FastSAM: its network apart from its pre- and post-processing
+            clock.split("proposals", "proposals_network", network_ms)
         if len(proposals) == 0 or empty.all():
             reason = "no mask candidates in the target image" if len(proposals) == 0 else None
             return [self._not_visible(height, width, len(proposals), clock.timings(), reason or "empty query mask")
@@ -241,8 +257,11 @@ class Matcher:
 
         queries = self.regions(source_image, source_view, source_pooling, masks)
         targets = self.regions(target_image, target_view, target_pooling, proposals)
+        clock.lap("regions")
         with self._autocast():
-            output = self.model(source_tokens, source_pooling, queries, target_tokens, target_pooling, targets)
+            query_desc, candidate_desc = self.model.describe(source_pooling, queries, target_pooling, targets)
+            clock.lap("encoder")
+            output = self.model.score(query_desc, source_tokens, candidate_desc, target_tokens)
         clock.lap("model")
         reverse = None
         if self.config.selection.reverse_check > 0:
@@ -257,11 +276,10 @@ class Matcher:
                                   self.visibility_threshold, joint=protocol == "joint", reverse=reverse)
         clock.lap("selection")
 
-        timings = clock.timings()
         results = []
         for k in range(len(masks)):
             if empty[k]:
-                results.append(self._not_visible(height, width, len(proposals), timings, "empty query mask"))
+                results.append(self._not_visible(height, width, len(proposals), {}, "empty query mask"))
                 continue
             visibility = float(selected.visibility[k])
             visible = bool(visibility >= self.visibility_threshold)
@@ -275,8 +293,12 @@ class Matcher:
             results.append(MatchResult(
                 mask=mask, score=float(selected.scores[k, best]), visible=visible,
                 visibility=visibility, box=mask_box(mask) if visible else None,
-                candidate=best if visible else -1, num_candidates=len(proposals), timings=dict(timings),
+                candidate=best if visible else -1, num_candidates=len(proposals),
                 candidate_mask=best_mask, scores=selected.scores[k].astype(np.float32), reason=reason))
+        clock.lap("results")
+        timings = clock.timings()
+        for result in results:
+            result.timings = dict(timings)
         return results
 
     @staticmethod
@@ -335,6 +357,12 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = (now - self.last) * 1000.0
         self.last = now
+
+    def split(self, name: str, part: str, part_ms: float) -> None:
+        """Report part_ms of lap `name` as a stage of its own (the laps still add up)."""
+        part_ms = min(max(part_ms, 0.0), self.laps[name])
+        self.laps[name] -= part_ms
+        self.laps[part] = part_ms
 
     def timings(self) -> dict[str, float]:
         return {**self.laps, "total": (time.perf_counter() - self.start) * 1000.0}

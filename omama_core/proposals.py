@@ -16,6 +16,7 @@ import torch
 
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
+from .fastsam import candidate_predictor
 from .masks import centroids_from_moments, mask_centroids, resize_nearest
 from .network import disable_hub_downloads
 
@@ -29,6 +30,8 @@ class Proposals:
     label map (H, W) plus a membership table (N, L) bool saying which labels make up each
     candidate (region hierarchies): then `masks` is only built when asked for, while
     `resized_masks`, `mask(i)` and `iou_with` stay cheap.
+    network_ms: the time of the generator's network forward (FastSAM), None without one; the
+    matcher reports it as its own stage.
     """
 
     def __init__(self, boxes: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
@@ -39,6 +42,7 @@ class Proposals:
         self.boxes, self.scores = boxes, scores
         self._masks, self.labels, self.members = masks, labels, members
         self.image_hw = tuple(masks.shape[1:] if masks is not None else labels.shape) if image_hw is None else image_hw
+        self.network_ms: float | None = None
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -139,6 +143,7 @@ class FastSAMProposals:
             raise WeightsNotFoundError(f"could not load FastSAM weights {weights}: "
                                        f"{type(error).__name__}: {str(error)[:300]}") from None
         self.imgsz, self.conf, self.iou, self.max_masks, self.device = imgsz, conf, iou, max_masks, device
+        self.predictor = candidate_predictor()  # masks resampled only inside their boxes (fastsam.py)
 
     def __call__(self, image: np.ndarray) -> Proposals:
         """image: HxWx3 uint8 RGB -> Proposals at the image size."""
@@ -146,18 +151,17 @@ class FastSAMProposals:
         results = self.model.predict(
             np.ascontiguousarray(image[:, :, ::-1]),  # ultralytics takes numpy images as BGR
             imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_masks,
-            retina_masks=True, device=self.device, verbose=False)
+            retina_masks=True, device=self.device, verbose=False, predictor=self.predictor)
         result = results[0]
         if result.masks is None or len(result.masks.data) == 0:
-            return Proposals.empty(height, width)
-        masks = result.masks.data.cpu().numpy().astype(bool)
-        if masks.shape[1:] != (height, width):  # ultralytics may pad; bring back to image size
-            masks = np.stack([cv2.resize(m.astype(np.uint8), (width, height),
-                                         interpolation=cv2.INTER_NEAREST) for m in masks]).astype(bool)
-        xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float32)
-        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-        scores = result.boxes.conf.cpu().numpy().astype(np.float32)
-        return Proposals(boxes, scores, masks=masks)
+            proposals = Proposals.empty(height, width)
+        else:
+            xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float32)
+            proposals = Proposals(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1),
+                                  result.boxes.conf.cpu().numpy().astype(np.float32),
+                                  masks=result.masks.data.cpu().numpy())  # (N, H, W) bool at the image size
+        proposals.network_ms = float(result.speed["inference"])  # ultralytics' own timer (synchronised on CUDA)
+        return proposals
 
 
 class ClassicalProposals:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from omama_core.benchmark import bench_inputs, parse_size, per_mask_descriptors, random_masks, random_official_head
+from omama_core.benchmark import NETWORK_STAGES, bench_inputs, parse_size, per_mask_descriptors, random_masks, random_official_head
 from omama_core.cli import main
 from omama_core.errors import InputError
 from omama_core.matcher import Matcher
@@ -37,6 +37,22 @@ def test_bench_json_has_the_matchers_stages_and_they_add_up(tmp_path, capsys):
     assert runs[0]["end_to_end_ratio"] == 1.0
     table = capsys.readouterr().out
     assert "end to end" in table and "default" in table
+
+
+def test_bench_splits_fastsams_network_from_its_processing_and_reports_what_is_outside_the_networks(tmp_path):
+    """`fast` (random ViT-S/14 + FastSAM-s, built locally): FastSAM's network is a stage of its
+    own, and end to end = the network stages + what is outside them; with the classical
+    proposals running beside the backbones no outside share is claimed."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--config", "fast,default", "--size", "160x120", "--queries", "1", "--repeat", "1",
+                 "--warmup", "0", "--out", str(out)]) == 0
+    fast, default = json.loads(out.read_text())["runs"]
+    assert fast["candidates"] > 0 and "proposals_network" in fast["stages_ms"] and "proposals" in fast["stages_ms"]
+    networks = sum(fast["stages_ms"][name]["median"] for name in NETWORK_STAGES)
+    assert fast["outside_networks_ms"]["median"] == pytest.approx(fast["end_to_end_ms"]["median"] - networks, abs=0.05)
+    assert 0 < fast["outside_networks_fraction"] < 1
+    assert "proposals_network" not in default["stages_ms"]
+    assert default["outside_networks_ms"] is None and default["outside_networks_fraction"] is None
 
 
 def test_bench_encoder_mode_checks_the_per_mask_formulation(tmp_path):

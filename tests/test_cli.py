@@ -113,7 +113,8 @@ def test_match_one_query_prints_json_and_writes_mask_and_overlay(files, two_view
     result = lines[0]
     assert set(result) == JSON_KEYS
     assert result["query"] == files["red_disc"]
-    assert {"backbone_source", "backbone_target", "proposals", "model", "selection", "total"} == set(result["timings_ms"])
+    assert {"convert", "preprocess", "backbone_source", "backbone_target", "proposals", "regions", "encoder", "model",
+            "selection", "results", "total"} == set(result["timings_ms"])
     assert result["visible"] is True and result["candidate"] >= 0
 
     mask = read_mask(out_mask)

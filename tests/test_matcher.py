@@ -18,7 +18,8 @@ from omama_core.modeling import MatchingHead, save_head
 from omama_core.matcher import resolve_device
 from omama_core.proposals import Proposals
 
-STAGES = {"backbone_source", "backbone_target", "proposals", "model", "selection", "total"}
+STAGES = {"convert", "preprocess", "backbone_source", "backbone_target", "proposals", "regions", "encoder", "model",
+          "selection", "results", "total"}
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 

@@ -68,19 +68,10 @@ def test_dinov2_corrupt_weights(tmp_path):
 @pytest.fixture(scope="module")
 def fastsam_file(tmp_path_factory):
     """A FastSAM-s-shaped checkpoint (YOLOv8s-seg, one class) with random weights."""
-    import yaml
-    from ultralytics import YOLO
-    from ultralytics.utils import ROOT
+    from omama_core.benchmark import random_fastsam
 
-    folder = tmp_path_factory.mktemp("fastsam")
-    cfg = yaml.safe_load((ROOT / "cfg" / "models" / "v8" / "yolov8-seg.yaml").read_text())
-    cfg["nc"] = 1
-    yaml_path = folder / "yolov8s-seg-nc1.yaml"  # the scale letter in the name selects scale s
-    yaml_path.write_text(yaml.safe_dump(cfg))
     torch.manual_seed(0)
-    path = folder / "FastSAM-random.pt"
-    YOLO(str(yaml_path)).save(str(path))
-    return path
+    return random_fastsam("s", tmp_path_factory.mktemp("fastsam"))
 
 
 def test_fastsam_loads_local_file_and_returns_masks_at_image_size(fastsam_file):

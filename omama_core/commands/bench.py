@@ -189,17 +189,21 @@ def _print_node_table(result: dict) -> None:
 def _print_table(runs: list[dict]) -> None:
     """Medians in ms, one row per measurement; stages in the order the matcher reports them."""
     stages = list(dict.fromkeys(stage for run in runs for stage in run["stages_ms"]))
-    header = ["config", "K", "cand"] + stages + ["sum", "end to end (p10-p90)", "RSS MB"]
+    header = ["config", "K", "cand"] + stages + ["sum", "end to end (p10-p90)", "outside nets", "RSS MB"]
     rows = []
     for run in runs:
         e2e = run["end_to_end_ms"]
         rows.append([run["config"], str(run["queries"]), str(run["candidates"])]
                     + [f"{run['stages_ms'][s]['median']:.1f}" if s in run["stages_ms"] else "-" for s in stages]
                     + [f"{run['stage_sum_ms']['median']:.1f}", f"{e2e['median']:.1f} ({e2e['p10']:.0f}-{e2e['p90']:.0f})",
+                       "-" if run["outside_networks_fraction"] is None else f"{100 * run['outside_networks_fraction']:.1f}%",
                        f"{run['peak_rss_mb']:.0f}"])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
+    if runs:
+        print("outside nets: the share of end to end outside the networks' forward passes (backbones, FastSAM's "
+              "network); '-' where the classical proposals run beside the backbones")
     first: dict[str, int] = {}
     for run in runs:
         first.setdefault(run["config"], run["queries"])

@@ -75,8 +75,17 @@ class OMaMa(nn.Module):
         Returns:
             ModelOutput with scores (K, N).
         """
-        query_desc = self.encoder(source_pooling[0], queries)  # (K, 2C)
-        candidate_desc = self.encoder(target_pooling[0], candidates)  # (N, 2C)
+        query_desc, candidate_desc = self.describe(source_pooling, queries, target_pooling, candidates)
+        return self.score(query_desc, source_tokens, candidate_desc, target_tokens)
+
+    def describe(self, source_pooling: torch.Tensor, queries: Regions, target_pooling: torch.Tensor,
+                 candidates: Regions) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Mask-Context Encoder on both images: (K, 2C) query and (N, 2C) candidate descriptors."""
+        return self.encoder(source_pooling[0], queries), self.encoder(target_pooling[0], candidates)
+
+    def score(self, query_desc: torch.Tensor, source_tokens: torch.Tensor, candidate_desc: torch.Tensor,
+              target_tokens: torch.Tensor) -> ModelOutput:
+        """Descriptors (K, 2C) and (N, 2C) -> cross-attention, projection, cosine scores (K, N)."""
         sources = self.embed_sources(query_desc, target_tokens)  # (K, D)
         embedded = self.embed_candidates(candidate_desc, source_tokens)  # (N, D)
         scores = cosine_scores(sources, embedded).float()  # (K, N)
