@@ -168,11 +168,7 @@ def proposal_regions(proposals, plan: ModelInput, grid_hw: tuple[int, int]) -> R
         # masks to the model input (nearest), then to the grid (nearest): one index lookup
         rows = nearest_indices(plan.image_hw[0], plan.input_hw[0])[nearest_indices(plan.input_hw[0], grid_hw[0])]
         cols = nearest_indices(plan.image_hw[1], plan.input_hw[1])[nearest_indices(plan.input_hw[1], grid_hw[1])]
-        if proposals.labels is not None:
-            grid_masks = proposals.members[:, proposals.labels[np.ix_(rows, cols)]]
-        else:
-            grid_masks = proposals.masks[:, rows][:, :, cols]
-        return Regions(grid_masks, _scaled_boxes(proposals.boxes, plan), plan.input_hw)
+        return Regions(proposals.sampled_masks(rows, cols), _scaled_boxes(proposals.boxes, plan), plan.input_hw)
     return _scaled_regions(proposals.resized_masks(grid_hw), proposals.boxes, plan)
 
 

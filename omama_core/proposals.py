@@ -16,8 +16,8 @@ import torch
 
 from .config import ProposalsConfig
 from .errors import WeightsNotFoundError
-from .fastsam import candidate_predictor
-from .masks import centroids_from_moments, mask_centroids, resize_nearest
+from .fastsam import MaskLogits, candidate_predictor
+from .masks import centroids_from_moments, mask_centroids, nearest_indices
 from .network import disable_hub_downloads
 
 
@@ -26,22 +26,24 @@ class Proposals:
 
     boxes: (N, 4) float32 as (x, y, w, h) in pixels, the publication's box convention.
     scores: (N,) float32 proposal confidences.
-    The masks, (N, H, W) bool at the image size, are stored either densely (FastSAM) or as a
-    label map (H, W) plus a membership table (N, L) bool saying which labels make up each
-    candidate (region hierarchies): then `masks` is only built when asked for, while
-    `resized_masks`, `mask(i)` and `iou_with` stay cheap.
+    The masks, (N, H, W) bool at the image size, are stored in one of three ways: densely
+    (FastSAM on CUDA, the caller's candidates), as a label map (H, W) plus a membership table
+    (N, L) bool saying which labels make up each candidate (region hierarchies), or as
+    FastSAM's logit maps (fastsam.MaskLogits, on the CPU). In the last two `masks` is only
+    built when asked for, while `sampled_masks`, `resized_masks` and `mask(i)` stay cheap.
     network_ms: the time of the generator's network forward (FastSAM), None without one; the
     matcher reports it as its own stage.
     """
 
     def __init__(self, boxes: np.ndarray, scores: np.ndarray, masks: np.ndarray | None = None,
                  labels: np.ndarray | None = None, members: np.ndarray | None = None,
-                 image_hw: tuple[int, int] | None = None):
-        if (masks is None) == (labels is None):
-            raise ValueError("give either masks or labels + members")
+                 logits: MaskLogits | None = None):
+        if sum(given is not None for given in (masks, labels, logits)) != 1:
+            raise ValueError("give one of masks, labels + members, or logits")
         self.boxes, self.scores = boxes, scores
-        self._masks, self.labels, self.members = masks, labels, members
-        self.image_hw = tuple(masks.shape[1:] if masks is not None else labels.shape) if image_hw is None else image_hw
+        self._masks, self.labels, self.members, self.logits = masks, labels, members, logits
+        self.image_hw = tuple(masks.shape[1:] if masks is not None
+                              else labels.shape if labels is not None else logits.image_hw)
         self.network_ms: float | None = None
 
     def __len__(self) -> int:
@@ -51,23 +53,34 @@ class Proposals:
     def masks(self) -> np.ndarray:
         """(N, H, W) bool."""
         if self._masks is None:
-            self._masks = self.members[:, self.labels]
+            self._masks = self.members[:, self.labels] if self.labels is not None else self.logits.dense()
         return self._masks
 
     def mask(self, index: int) -> np.ndarray:
         """(H, W) bool mask of one candidate."""
-        return self._masks[index] if self._masks is not None else self.members[index][self.labels]
+        if self._masks is not None:
+            return self._masks[index]
+        if self.labels is not None:
+            return self.members[index][self.labels]
+        return self.logits.sample(np.arange(self.image_hw[0]), np.arange(self.image_hw[1]), [index])[0]
+
+    def sampled_masks(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(N, R, C) bool: the masks at pixel rows (R,) and columns (C,), both non-decreasing,
+        i.e. masks[:, rows][:, :, cols]."""
+        if self._masks is not None:
+            return self._masks[:, rows][:, :, cols]
+        if self.labels is not None:
+            return self.members[:, self.labels[np.ix_(rows, cols)]]
+        return self.logits.sample(rows, cols)
 
     def resized_masks(self, size: tuple[int, int]) -> np.ndarray:
         """(N, h, w) bool, identical to torch interpolate(mode="nearest") of the masks."""
-        if self._masks is not None:
-            return resize_nearest(self._masks, size)
-        return self.members[:, resize_nearest(self.labels, size)]
+        return self.sampled_masks(nearest_indices(self.image_hw[0], size[0]), nearest_indices(self.image_hw[1], size[1]))
 
     def iou_with(self, mask: np.ndarray) -> np.ndarray:
         """(N,) pixel IoU of every candidate with an (H, W) bool mask."""
-        if self._masks is not None:
-            inter = (self._masks.reshape(len(self), -1) & mask.ravel()).sum(1)
+        if self.labels is None:
+            inter = (self.masks.reshape(len(self), -1) & mask.ravel()).sum(1)
         else:
             inter = self.members.astype(np.int64) @ np.bincount(self.labels[mask], minlength=self.members.shape[1])
         union = self.areas() + mask.sum() - inter
@@ -75,14 +88,14 @@ class Proposals:
 
     def areas(self) -> np.ndarray:
         """(N,) int64 pixel areas."""
-        if self._masks is not None:
-            return self._masks.reshape(len(self), -1).sum(1)
+        if self.labels is None:
+            return self.masks.reshape(len(self), -1).sum(1)
         return self.members.astype(np.int64) @ np.bincount(self.labels.ravel(), minlength=self.members.shape[1])
 
     def centroids(self) -> np.ndarray:
         """(N, 2) float64 mask centroids (x, y) in pixels; NaN for empty masks."""
-        if self._masks is not None:
-            return mask_centroids(self._masks)
+        if self.labels is None:
+            return mask_centroids(self.masks)
         height, width = self.labels.shape
         count = self.members.shape[1]
         labels = self.labels.ravel()
@@ -96,8 +109,8 @@ class Proposals:
     def containment(self, cover: float = 0.95) -> np.ndarray:
         """(N, N) bool, [j, k] True when candidate j covers at least `cover` of candidate k's
         pixels (every candidate contains itself). Exact for region hierarchies."""
-        if self._masks is not None:
-            flat = torch.from_numpy(self._masks.reshape(len(self), -1)).float()
+        if self.labels is None:
+            flat = torch.from_numpy(self.masks.reshape(len(self), -1)).float()
             inter = (flat @ flat.T).numpy()
         else:
             label_areas = np.bincount(self.labels.ravel(), minlength=self.members.shape[1]).astype(np.float64)
@@ -110,7 +123,9 @@ class Proposals:
         """Select candidates by a boolean mask or an index array."""
         if self._masks is not None:
             return Proposals(self.boxes[keep], self.scores[keep], masks=self._masks[keep])
-        return Proposals(self.boxes[keep], self.scores[keep], labels=self.labels, members=self.members[keep])
+        if self.labels is not None:
+            return Proposals(self.boxes[keep], self.scores[keep], labels=self.labels, members=self.members[keep])
+        return Proposals(self.boxes[keep], self.scores[keep], logits=self.logits.subset(keep))
 
     @staticmethod
     def empty(height: int, width: int) -> "Proposals":
@@ -153,13 +168,17 @@ class FastSAMProposals:
             imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_masks,
             retina_masks=True, device=self.device, verbose=False, predictor=self.predictor)
         result = results[0]
-        if result.masks is None or len(result.masks.data) == 0:
+        logits = getattr(result, "mask_logits", None)  # on the CPU (fastsam.py); dense masks on CUDA
+        if len(result.boxes) == 0:
             proposals = Proposals.empty(height, width)
         else:
             xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float32)
-            proposals = Proposals(np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1),
-                                  result.boxes.conf.cpu().numpy().astype(np.float32),
-                                  masks=result.masks.data.cpu().numpy())  # (N, H, W) bool at the image size
+            boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+            scores = result.boxes.conf.cpu().numpy().astype(np.float32)
+            if logits is not None:
+                proposals = Proposals(boxes, scores, logits=logits)
+            else:  # (N, H, W) bool at the image size
+                proposals = Proposals(boxes, scores, masks=result.masks.data.cpu().numpy().astype(bool, copy=False))
         proposals.network_ms = float(result.speed["inference"])  # ultralytics' own timer (synchronised on CUDA)
         return proposals
 

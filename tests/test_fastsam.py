@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from omama_core.fastsam import box_pixels, letterbox_content, linear_weights, prototype_to_image, retina_masks
+from omama_core.fastsam import (box_pixels, letterbox_content, linear_weights, mask_logits, prototype_to_image,
+                                retina_masks)
 from omama_core.proposals import FastSAMProposals
 
 
@@ -51,24 +52,50 @@ def test_masks_equal_ultralytics_post_processing(fastsam_file, image_hw):
     assert ours.network_ms is not None and ours.network_ms > 0
 
 
-def test_dense_and_box_restricted_resampling_agree():
-    """The CUDA way (whole maps, then the boxes) and the CPU way (boxes only) on the CPU."""
+def test_mask_logits_sampled_anywhere_equal_the_dense_masks():
+    """MaskLogits (the CPU way: only the pixels asked for, inside the box) against retina_masks
+    (the CUDA way: whole maps, then the boxes), both on the CPU: every pixel, any rows and
+    columns, one mask alone, which masks are empty, subsets."""
     generator = torch.Generator().manual_seed(1)
     prototypes = torch.randn(32, 80, 60, generator=generator)
-    coefficients = torch.randn(12, 32, generator=generator)
-    corners = torch.rand(12, 2, generator=generator) * torch.tensor([250.0, 330.0])
-    sizes = torch.rand(12, 2, generator=generator) * 200
+    coefficients = torch.randn(14, 32, generator=generator)
+    coefficients[13] = -coefficients[13].abs() - 1  # with positive prototypes: an empty mask
+    prototypes[:, :2] = prototypes[:, :2].abs()
+    corners = torch.rand(14, 2, generator=generator) * torch.tensor([250.0, 330.0])
+    sizes = torch.rand(14, 2, generator=generator) * 200
     boxes = torch.cat([corners, corners + sizes], 1)  # some reach past the image
     boxes[3] = torch.tensor([40.0, 40.0, 40.0, 90.0])  # an empty box
-    dense, dense_nonempty = retina_masks(prototypes, coefficients, boxes, (320, 240), (333, 250), dense=True)
-    boxed, boxed_nonempty = retina_masks(prototypes, coefficients, boxes, (320, 240), (333, 250), dense=False)
-    assert torch.equal(dense, boxed) and torch.equal(dense_nonempty, boxed_nonempty)
-    assert not boxed[3].any() and not boxed_nonempty[3]
-    pixels = box_pixels(boxes, (333, 250))
-    for mask, (x0, y0, x1, y1) in zip(boxed, pixels.tolist()):
-        outside = mask.clone()
+    boxes[13] = torch.tensor([0.0, 0.0, 250.0, 20.0])  # the rows the positive prototypes cover
+    input_hw, image_hw = (320, 240), (333, 250)
+    dense = retina_masks(prototypes, coefficients, boxes, input_hw, image_hw).numpy()
+    logits = mask_logits(prototypes, coefficients, boxes, input_hw, image_hw)
+    np.testing.assert_array_equal(logits.dense(), dense)
+    rows, cols = np.sort(np.random.default_rng(0).integers(0, 333, 90)), np.arange(0, 250, 4)
+    np.testing.assert_array_equal(logits.sample(rows, cols), dense[:, rows][:, :, cols])
+    np.testing.assert_array_equal(logits.sample(np.arange(333), np.arange(250), [5])[0], dense[5])
+    np.testing.assert_array_equal(logits.nonempty(), dense.any(axis=(1, 2)))
+    assert not dense[3].any() and dense.any(axis=(1, 2)).sum() >= 10
+    keep = np.array([0, 2, 5])
+    np.testing.assert_array_equal(logits.subset(keep).dense(), dense[keep])
+    pixels = box_pixels(boxes, image_hw)
+    for mask, (x0, y0, x1, y1) in zip(dense, pixels.tolist()):
+        outside = mask.copy()
         outside[y0:y1, x0:x1] = False
         assert not outside.any()  # nothing outside the box
+
+
+@pytest.mark.parametrize("peak, pixels", [(0.2, 2), (0.1, 0)])
+def test_nonempty_finds_a_mask_of_two_pixels(peak, pixels):
+    """A logit map positive in one prototype cell only, barely: only the pixels nearest that
+    cell's centre are inside (or none), and nonempty must tell."""
+    prototypes = torch.full((1, 40, 40), -1.0)
+    prototypes[0, 17, 23] = peak
+    boxes = torch.tensor([[0.0, 0.0, 176.0, 176.0]])
+    dense = retina_masks(prototypes, torch.ones(1, 1), boxes, (160, 160), (176, 176)).numpy()
+    logits = mask_logits(prototypes, torch.ones(1, 1), boxes, (160, 160), (176, 176))
+    assert dense.sum() == pixels
+    assert logits.nonempty().tolist() == [pixels > 0]
+    np.testing.assert_array_equal(logits.dense(), dense)
 
 
 def test_letterbox_and_interpolation_weights():
