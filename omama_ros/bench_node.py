@@ -1,4 +1,6 @@
-"""`omama bench --node`: end-to-end latency through the node over DDS, one set at a time.
+"""`omama bench --node`: end-to-end latency through the node over DDS, one set at a time
+(bench_node), or a stream of sets at a camera's rate for minutes, for the node's memory
+(soak_node, `--soak SECONDS --rate HZ`).
 
 It starts the node (replay.NodeProcess: `python -m omama_ros.node` in a private namespace,
 this process's network namespace and DDS settings), publishes one ego image, one exo image
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,18 +53,12 @@ def _stamp(messages, ns: int) -> None:
         header.stamp = stamp
 
 
-def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str, repeat: int, warmup: int,
-               log_dir: str | os.PathLike, config: str = "default", device: str = "cpu",
-               node_params: dict | None = None, startup_timeout: float = 300.0, answer_timeout: float = 300.0,
-               node_command: list[str] | None = None, between: Callable[[bool], None] | None = None
-               ) -> dict[str, Any]:
-    """Time `repeat` sets (after `warmup`) of inputs = (source image, query masks (K, H, W),
-    target image) through a started node. Returns {"end_to_end_ms", "node_processing_ms",
-    "node_latency_ms", "transport_ms" (end to end minus the node's processing_ms, set by set)
-    (summaries), "node_rss_mb", "answers": the last MatchArray's
-    [{"visible", "score", "mask" (Ht, Wt) bool}], "node_log"}. node_command: as in
-    replay.NodeProcess (tests inject a matcher). between(timed): called after each answer,
-    timed False during the warm-up."""
+@contextmanager
+def _node_session(inputs, direction: str, log_dir: str | os.PathLike, config: str, device: str,
+                  node_params: dict | None, startup_timeout: float, node_command: list[str] | None):
+    """A started node on private topics, with this process's publishers of its three inputs and
+    a subscription to its matches. Yields (messages, publishers, arrivals {stamp ns:
+    (monotonic s, CDR)}, its Condition, the NodeProcess, params); stops it all afterwards."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     namespace = f"/omama_bench_{os.getpid()}"  # private topics: nothing else on the graph is disturbed
@@ -73,7 +70,7 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
     node = rclpy.create_node("omama_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    arrivals: dict[int, tuple[float, bytes]] = {}  # stamp -> (monotonic s, CDR)
+    arrivals: dict[int, tuple[float, bytes]] = {}
     arrived = threading.Condition()
 
     def on_matches(data: bytes) -> None:
@@ -99,14 +96,43 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
                                  f"log: {child.log_path}")
             time.sleep(0.05)
         time.sleep(0.5)  # the matches subscription's endpoint matching, after the graph shows it
+        yield messages, publishers, arrivals, arrived, child, params
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        child.stop()  # no-op when stopped already; always closes its log
+
+
+def _publish_set(messages, publishers) -> int:
+    """Stamp the set with the wall clock (the node's latency_ms is its clock minus the stamp),
+    publish its three messages; returns the stamp (ns)."""
+    stamp = time.time_ns()
+    _stamp(messages, stamp)
+    for publisher, msg in zip(publishers, messages):
+        publisher.publish(msg)
+    return stamp
+
+
+def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str, repeat: int, warmup: int,
+               log_dir: str | os.PathLike, config: str = "default", device: str = "cpu",
+               node_params: dict | None = None, startup_timeout: float = 300.0, answer_timeout: float = 300.0,
+               node_command: list[str] | None = None, between: Callable[[bool], None] | None = None
+               ) -> dict[str, Any]:
+    """Time `repeat` sets (after `warmup`) of inputs = (source image, query masks (K, H, W),
+    target image) through a started node. Returns {"end_to_end_ms", "node_processing_ms",
+    "node_latency_ms", "transport_ms" (end to end minus the node's processing_ms, set by set)
+    (summaries), "node_rss_mb", "answers": the last MatchArray's
+    [{"visible", "score", "mask" (Ht, Wt) bool}], "node_log"}. node_command: as in
+    replay.NodeProcess (tests inject a matcher). between(timed): called after each answer,
+    timed False during the warm-up."""
+    with _node_session(inputs, direction, log_dir, config, device, node_params, startup_timeout,
+                       node_command) as (messages, publishers, arrivals, arrived, child, params):
         rss_start = child.rss_mb()
         latencies, processing, node_latency, last = [], [], [], None
         for index in range(warmup + repeat):
-            stamp = time.time_ns()  # the node's latency_ms is its clock minus this stamp
-            _stamp(messages, stamp)
             sent = time.monotonic()
-            for publisher, msg in zip(publishers, messages):
-                publisher.publish(msg)
+            stamp = _publish_set(messages, publishers)
             with arrived:
                 if not arrived.wait_for(lambda: stamp in arrivals, timeout=answer_timeout):
                     raise OmamaError(f"no MatchArray for set {index} within {answer_timeout:.0f} s; "
@@ -121,11 +147,6 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
                 between(index >= warmup)
         rss = list(child.rss)
         node_exit = child.stop()
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        child.stop()  # no-op when stopped above; always closes its log
     answers = [{"visible": bool(m.visible), "score": float(m.score),
                 "mask": conversions.mask_to_bool(m.mask)} for m in last.matches]
     return {"end_to_end_ms": summary(latencies), "node_processing_ms": summary(processing),
@@ -137,3 +158,52 @@ def bench_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str
             "latency_definition": "first of the set's three publications (ego image, exo image, QueryArray) -> "
                                   "its MatchArray received (raw bytes), monotonic clock of this process; one set "
                                   "in flight at a time"}
+
+
+def soak_node(inputs: tuple[np.ndarray, np.ndarray, np.ndarray], direction: str, duration_s: float, rate_hz: float,
+              log_dir: str | os.PathLike, config: str = "default", device: str = "cpu",
+              node_params: dict | None = None, startup_timeout: float = 300.0,
+              node_command: list[str] | None = None, progress: Callable[[float], None] | None = None
+              ) -> dict[str, Any]:
+    """Publish the same set at rate_hz for duration_s without waiting for answers (as a camera
+    does; the node answers the newest set and drops the ones it cannot keep up with), then wait
+    for the last answer. Returns {"sets_sent", "sets_answered", "answer_rate_hz",
+    "latency_ms" (answered sets: publication -> answer), "node_rss_mb" ({"start", "peak",
+    "end", "samples"}), "rss_timeline" ([seconds since the first set, MB] every 10 s),
+    "node_exit", "node_log"}. progress(elapsed seconds) is called about once a second."""
+    with _node_session(inputs, direction, log_dir, config, device, node_params, startup_timeout,
+                       node_command) as (messages, publishers, arrivals, arrived, child, params):
+        rss_start, first = child.rss_mb(), len(child.rss)
+        sent: dict[int, float] = {}
+        answered: dict[int, float] = {}
+
+        def collect() -> None:  # arrival times only: 1,500 answers' masks need not stay in memory
+            with arrived:
+                answered.update({stamp: arrivals.pop(stamp)[0] for stamp in list(arrivals)})
+
+        start = time.monotonic()
+        tick, reported = 0, 0
+        while (now := time.monotonic()) - start < duration_s:
+            sent[_publish_set(messages, publishers)] = now
+            collect()
+            tick += 1
+            if progress is not None and int(now - start) > reported:
+                reported = int(now - start)
+                progress(now - start)
+            time.sleep(max(0.0, start + tick / rate_hz - time.monotonic()))
+        last_stamp = max(sent)
+        with arrived:  # the node answers the newest set it holds: the last one sent
+            arrived.wait_for(lambda: last_stamp in arrivals, timeout=60.0)
+        collect()
+        answered = {stamp: at for stamp, at in answered.items() if stamp in sent}
+        elapsed = time.monotonic() - start
+        rss = list(child.rss)[first:]
+        node_exit = child.stop()
+    period = 0.2  # NodeProcess samples RSS every 0.2 s
+    timeline = [[round(index * period, 1), round(value, 1)] for index, value in enumerate(rss)
+                if index % int(10 / period) == 0]
+    return {"duration_s": duration_s, "rate_hz": rate_hz, "sets_sent": len(sent), "sets_answered": len(answered),
+            "answer_rate_hz": round(len(answered) / elapsed, 3),
+            "latency_ms": summary([(answered[stamp] - sent[stamp]) * 1000.0 for stamp in answered]),
+            "node_rss_mb": _rss_report(rss_start, rss), "rss_timeline": timeline,
+            "node_exit": node_exit, "node_params": params, "node_log": str(child.log_path)}

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", action="store_true",
                         help="instead: end to end through the ROS node over DDS beside the core on the same inputs "
                              "(needs rclpy; one config, no --set)")
+    parser.add_argument("--soak", type=float, default=None, metavar="SECONDS",
+                        help="with --node: instead of timing one set at a time, publish sets at --rate for this "
+                             "long and report the node's memory over time (no core run)")
+    parser.add_argument("--rate", type=float, default=5.0, help="sets per second for --soak (default: 5)")
     parser.add_argument("--node-log", default=None, help="folder for the started node's log with --node "
                                                          "(default: a temporary folder)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
@@ -139,6 +143,8 @@ def _node(args: argparse.Namespace) -> dict:
     if len(queries) != 1 or "," in args.config or args.set or args.config in RANDOM_ARCHITECTURES:
         raise InputError("--node takes one --config (a shipped name or YAML file, not published/fast), one "
                          "--queries count and no --set: the node only reads its config parameter")
+    if args.soak is not None:
+        return _soak(args, queries[0])
     bench_node = ros_module("omama bench --node", "bench_node").bench_node
     matcher = Matcher.from_config(args.config, device=args.device, direction=args.direction, half=args.half)
     direction = matcher.config.direction
@@ -167,6 +173,37 @@ def _node(args: argparse.Namespace) -> dict:
               "node_over_core": round(node["end_to_end_ms"]["median"] / core["end_to_end_ms"]["median"], 3),
               "answers": compare_answers(core_answers, node_answers)}
     _print_node_table(result)
+    return result
+
+
+def _soak(args: argparse.Namespace, queries: int) -> dict:
+    """The node alone under a stream of sets at --rate for --soak seconds: its memory over time."""
+    from tqdm import tqdm
+
+    from ..benchmark import bench_inputs, parse_size
+    from ..config import load_config
+    from .common import ros_module
+
+    if args.soak <= 0 or args.rate <= 0:
+        raise InputError("--soak and --rate must be positive")
+    soak_node = ros_module("omama bench --node --soak", "bench_node").soak_node
+    direction = args.direction or load_config(args.config).direction
+    inputs = bench_inputs(direction, queries, parse_size(args.size or "640x480"))
+    with tempfile.TemporaryDirectory(prefix="omama-soak-") as folder, \
+            tqdm(total=round(args.soak), desc=f"soak at {args.rate:g} Hz", unit="s") as bar:
+        result = soak_node(inputs, direction, args.soak, args.rate, args.node_log or folder, config=args.config,
+                           device=args.device, node_params={"half": True} if args.half else None,
+                           progress=lambda elapsed: bar.update(round(elapsed) - bar.n))
+    result["node_log"] = args.node_log and result["node_log"]
+    result.update({"config": args.config, "direction": direction, "queries": queries,
+                   "source_hw": list(inputs[0].shape[:2]), "target_hw": list(inputs[2].shape[:2])})
+    rss, latency = result["node_rss_mb"], result["latency_ms"]
+    height, width = result["target_hw"]
+    print(f"{args.config}, {width}x{height}, {queries} quer{'y' if queries == 1 else 'ies'}: "
+          f"{result['sets_sent']} sets in {args.soak:g} s at {args.rate:g} Hz, {result['sets_answered']} answered "
+          f"({result['answer_rate_hz']:g} per s; latency median {latency['median']:.0f} ms, p90 {latency['p90']:.0f})")
+    print(f"node RSS: {rss['start']} MB ready, {rss['peak']} MB peak, {rss['end']} MB at the end")
+    print("RSS over time (s: MB): " + ", ".join(f"{t:g}: {mb:.0f}" for t, mb in result["rss_timeline"]))
     return result
 
 

@@ -35,3 +35,20 @@ def test_bench_node_refuses_what_the_node_cannot_read(tmp_path, capsys):
         assert cli.main(["bench", "--node", *extra, "--out", str(tmp_path / "x.json")]) != 0
         assert "--node takes one --config" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_soak_streams_sets_at_the_rate_and_reports_the_nodes_memory(ros_available, tmp_path, capsys):
+    """--soak: sets published at --rate without waiting for answers; the real node (knn, tiny
+    images) answers some, and its memory is sampled over the whole run."""
+    out = tmp_path / "soak.json"
+    assert cli.main(["bench", "--node", "--config", "knn", "--size", "160x120", "--soak", "4", "--rate", "5",
+                     "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["node"]
+    assert 18 <= result["sets_sent"] <= 21  # 4 s at 5 Hz, the first at 0 s
+    assert 1 <= result["sets_answered"] <= result["sets_sent"]
+    assert result["latency_ms"]["median"] > 0
+    rss = result["node_rss_mb"]
+    assert 0 < rss["start"] <= rss["peak"] and rss["end"] > 0 and rss["samples"] >= 15
+    assert result["rss_timeline"][0][0] == 0 and result["node_exit"] in (0, None)
+    assert "node RSS" in capsys.readouterr().out
+    assert cli.main(["bench", "--node", "--soak", "0", "--out", str(tmp_path / "x.json")]) != 0
