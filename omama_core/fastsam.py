@@ -128,18 +128,36 @@ class MaskLogits:
         return self.sample(np.arange(self.image_hw[0]), np.arange(self.image_hw[1]))
 
     def nonempty(self) -> np.ndarray:
-        """(N,) bool: whether each mask has a pixel. Within one pair of neighbouring prototype
-        cells the bilinear value is linear in the pixel's position, so its maximum over a box
-        lies on the first or last pixel row (and column) of each such run: only those pixels
-        are evaluated (exact up to float rounding)."""
+        """(N,) bool: whether each mask has a pixel. A bilinear value is a weighted mean of
+        prototype-grid logits, so a box whose cells are all <= 0 is empty; otherwise the
+        pixels around its largest cell usually show a positive value. Failing both, within
+        one pair of neighbouring cells the value is linear in the pixel's position, so its
+        maximum over the box lies on the first or last pixel row (and column) of each such
+        run: those pixels decide (exact up to float rounding)."""
         found = np.zeros(len(self), bool)
         for index, (x0, y0, x1, y1) in enumerate(self.boxes.tolist()):
-            if x1 > x0 and y1 > y0:
-                rows, cols = _ends_within(self._row_ends, y0, y1), _ends_within(self._col_ends, x0, x1)
-                values = self._values(index, torch.from_numpy(self.rows[rows]), torch.from_numpy(self.cols[cols]),
-                                      y0, y1 - 1, x0, x1 - 1)
-                found[index] = bool((values > 0).any())
+            if x1 <= x0 or y1 <= y0:
+                continue
+            r0, r1 = self._row_first[y0], self._row_last[y1 - 1]
+            c0, c1 = self._col_first[x0], self._col_last[x1 - 1]
+            cells = self.logits[index, r0:r1, c0:c1]
+            if cells.max() <= 0:
+                continue
+            peak_row, peak_col = divmod(int(cells.argmax()), cells.shape[1])
+            rows = _pixels_reading(self._row_first, r0 + peak_row, y0, y1)
+            cols = _pixels_reading(self._col_first, c0 + peak_col, x0, x1)
+            if len(rows) and len(cols) and self._any_positive(index, rows, cols):
+                found[index] = True
+            else:
+                found[index] = self._any_positive(index, _ends_within(self._row_ends, y0, y1),
+                                                  _ends_within(self._col_ends, x0, x1))
         return found
+
+    def _any_positive(self, index: int, rows: np.ndarray, cols: np.ndarray) -> bool:
+        """Whether mask `index` has a positive logit at pixel rows x columns (sorted)."""
+        values = self._values(index, torch.from_numpy(self.rows[rows]), torch.from_numpy(self.cols[cols]),
+                              rows[0], rows[-1], cols[0], cols[-1])
+        return bool((values > 0).any())
 
     def _values(self, index: int, row_weights: torch.Tensor, col_weights: torch.Tensor,
                 top: int, bottom: int, left: int, right: int) -> torch.Tensor:
@@ -156,6 +174,13 @@ def _run_ends(first: np.ndarray) -> np.ndarray:
     first cell, `first` per pixel), sorted."""
     change = np.flatnonzero(np.diff(first)) if len(first) > 1 else np.zeros(0, np.int64)
     return np.unique(np.concatenate([[0, len(first) - 1], change, change + 1]))
+
+
+def _pixels_reading(first: np.ndarray, cell: int, start: int, stop: int) -> np.ndarray:
+    """The pixels in [start, stop) that read `cell` (their first cell is cell - 1 or cell;
+    `first` per pixel, non-decreasing)."""
+    low, high = np.searchsorted(first, cell - 1, side="left"), np.searchsorted(first, cell, side="right")
+    return np.arange(max(low, start), min(high, stop))
 
 
 def _ends_within(ends: np.ndarray, start: int, stop: int) -> np.ndarray:
