@@ -201,7 +201,7 @@ class ClassicalProposals:
 
     def __call__(self, image: np.ndarray) -> Proposals:
         """image: HxWx3 uint8 RGB -> Proposals at the image size."""
-        from .regions import hierarchical_groups, leaf_segments, union_boxes  # scikit-image: imported when used
+        from .regions import hierarchical_groups, leaf_segments, union_boxes  # numba, scikit-image: imported when used
 
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))

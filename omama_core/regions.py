@@ -1,8 +1,8 @@
 """The classical region hierarchy behind `proposals.ClassicalProposals`.
 
-Leaves: a Felzenszwalb graph segmentation (scikit-image). The hierarchy: adjacent regions
-merged greedily, most similar pair first (colour histograms, plus terms that favour small
-and compact unions), as in selective search. Every region of the hierarchy is an array of
+Leaves: a Felzenszwalb graph segmentation (omama_core.felzenszwalb: scikit-image's, faster).
+The hierarchy: adjacent regions merged greedily, most similar pair first (colour histograms,
+plus terms that favour small and compact unions), as in selective search. Every region of the hierarchy is an array of
 leaf labels. The arithmetic is vectorised but done in the same order as the one-pair-at-a-
 time formulation, so the hierarchy is bit-identical to it (tests/test_proposals.py keeps that
 formulation as the reference).
@@ -18,8 +18,9 @@ import numpy as np
 
 def leaf_segments(image: np.ndarray, scale: float, min_size: int, sigma: float = 0.8) -> np.ndarray:
     """HxWx3 uint8 RGB -> (H, W) int64 Felzenszwalb labels 0..L-1, numbered in raster order
-    of their first pixel."""
-    from skimage.segmentation import felzenszwalb
+    of their first pixel; equal to scikit-image's felzenszwalb (omama_core.felzenszwalb, a
+    faster exact version)."""
+    from .felzenszwalb import felzenszwalb
 
     return felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size)
 
