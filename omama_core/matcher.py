@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,12 +230,13 @@ class Matcher:
         # With concurrent proposals the preprocess and backbone laps include the proposals
         # running beside them, and "proposals" is only the wait for what they did not hide.
         pending = self._start_candidates(target_image) if given is None and self.concurrent_proposals else None
-        with _one_core_spared(pending is not None and self.device.type == "cpu"):
+        with _one_core_spared(pending, self.device.type == "cpu") as give_back_when_done:
             source_input = self.model_input(source_image, source_view)
             target_input = self.model_input(target_image, target_view)
             clock.lap("preprocess")
             source_tokens, source_pooling = self.encode(source_input)
             clock.lap("backbone_source")
+            give_back_when_done()
             target_tokens, target_pooling = self.encode(target_input)
             clock.lap("backbone_target")
         if given is not None:
@@ -326,24 +327,28 @@ def _as_proposals(candidates: np.ndarray | Candidates, target_hw: tuple[int, int
     return Proposals(boxes, np.ones(len(masks), np.float32), masks=masks)
 
 
-def _one_core_spared(active: bool):
-    """torch's CPU threads less one while active, so that a thread working beside torch (the
-    classical proposals) has a core of its own: otherwise torch's threads wait on the one that
-    shares its core at every parallel region, and the overlap gains nothing (measured)."""
-    threads = torch.get_num_threads()
-    if not active or threads < 2:
-        return nullcontext()
-    return _torch_threads(threads - 1)
-
-
 @contextmanager
-def _torch_threads(count: int):
+def _one_core_spared(pending: Future | None, cpu: bool):
+    """torch's CPU threads less one while the proposals run beside torch, so that they have a
+    core of their own: otherwise torch's threads wait on the one that shares its core at every
+    parallel region, and the overlap gains nothing (measured). Yields a function to call between
+    torch passes: it gives the core back once the proposals are done."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(count)
+    spared = pending is not None and cpu and previous > 1
+    if spared:
+        torch.set_num_threads(previous - 1)
+
+    def give_back_when_done() -> None:
+        nonlocal spared
+        if spared and pending.done():
+            torch.set_num_threads(previous)
+            spared = False
+
     try:
-        yield
+        yield give_back_when_done
     finally:
-        torch.set_num_threads(previous)
+        if spared:
+            torch.set_num_threads(previous)
 
 
 class _Clock:

@@ -591,17 +591,21 @@ def test_shipped_head_checkpoint_from_before_the_selection_section_still_loads()
 
 def test_classical_proposals_run_beside_the_backbones_with_the_same_answers(two_views, queries, monkeypatch):
     """proposals.concurrent: the classical pass runs in the worker thread while the backbones
-    run on one torch thread fewer (restored afterwards); the answers equal the serial path's."""
+    run on one torch thread fewer (here the proposals wait for the target pass, so both passes
+    run spared; restored afterwards); the answers equal the serial path's."""
     import threading
 
     from omama_core.proposals import ClassicalProposals
 
     ego, _, exo, _ = two_views
     seen = {"proposal_threads": [], "backbone_torch_threads": []}
+    target_pass = threading.Event()
     run_proposals = ClassicalProposals.__call__
 
     def recording_proposals(self, image):
         seen["proposal_threads"].append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread():
+            assert target_pass.wait(30)  # still running when the source pass ends
         return run_proposals(self, image)
 
     monkeypatch.setattr(ClassicalProposals, "__call__", recording_proposals)
@@ -611,10 +615,13 @@ def test_classical_proposals_run_beside_the_backbones_with_the_same_answers(two_
     answers = {}
     for concurrent in (True, False):
         matcher = Matcher.from_config("knn", device="cpu", overrides={"proposals.concurrent": concurrent})
-        encode = matcher.backbone.encode
+        encode, passes = matcher.backbone.encode, []
 
-        def recording_encode(image, encode=encode):
+        def recording_encode(image, encode=encode, passes=passes):
             seen["backbone_torch_threads"].append(set_to[-1] if set_to else None)
+            passes.append(image)
+            if len(passes) == 2:
+                target_pass.set()
             return encode(image)
 
         monkeypatch.setattr(matcher.backbone, "encode", recording_encode)
@@ -628,3 +635,26 @@ def test_classical_proposals_run_beside_the_backbones_with_the_same_answers(two_
         assert beside.candidate == serial.candidate and beside.visible == serial.visible
         np.testing.assert_array_equal(beside.scores, serial.scores)
         np.testing.assert_array_equal(beside.mask, serial.mask)
+
+
+def test_the_spared_core_is_given_back_once_the_proposals_are_done(monkeypatch):
+    from concurrent.futures import Future
+
+    from omama_core.matcher import _one_core_spared
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    pending = Future()
+    with _one_core_spared(pending, cpu=True) as give_back_when_done:
+        give_back_when_done()  # still running: keep the core spared
+        assert set_to == [1]
+        pending.set_result(None)
+        give_back_when_done()
+        give_back_when_done()
+        assert set_to == [1, 2]
+    assert set_to == [1, 2]  # nothing more to restore
+    for pending, cpu in ((None, True), (Future(), False)):  # nothing beside torch, or not on the CPU
+        with _one_core_spared(pending, cpu=cpu) as give_back_when_done:
+            give_back_when_done()
+    assert set_to == [1, 2]
