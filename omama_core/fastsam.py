@@ -22,11 +22,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PROTOTYPE_STRIDE = 4  # YOLOv8-seg's prototypes are at 1/4 of the network input
 DENSE_CHUNK = 64  # masks resampled at once on CUDA: bounds the (chunk, H, W) float intermediate
 
 
-def letterbox_content(input_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[float, float, int, int]:
+def letterbox_content(input_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """Where the image sits inside ultralytics' letterboxed network input: (top, left,
     height, width) in input pixels. The image is scaled by min(Hin / H, Win / W) to
     round(H * gain) x round(W * gain) and centred, the padding split as ultralytics'
