@@ -75,7 +75,8 @@ class Proposals:
 
     def resized_masks(self, size: tuple[int, int]) -> np.ndarray:
         """(N, h, w) bool, identical to torch interpolate(mode="nearest") of the masks."""
-        return self.sampled_masks(nearest_indices(self.image_hw[0], size[0]), nearest_indices(self.image_hw[1], size[1]))
+        height, width = self.image_hw
+        return self.sampled_masks(nearest_indices(height, size[0]), nearest_indices(width, size[1]))
 
     def iou_with(self, mask: np.ndarray) -> np.ndarray:
         """(N,) pixel IoU of every candidate with an (H, W) bool mask."""

@@ -2,8 +2,8 @@
 
 Leaves: a Felzenszwalb graph segmentation (omama_core.felzenszwalb: scikit-image's, faster).
 The hierarchy: adjacent regions merged greedily, most similar pair first (colour histograms,
-plus terms that favour small and compact unions), as in selective search. Every region of the hierarchy is an array of
-leaf labels. The arithmetic is vectorised but done in the same order as the one-pair-at-a-
+plus terms that favour small and compact unions), as in selective search. Every region of
+the hierarchy is an array of leaf labels. The arithmetic is vectorised but done in the same order as the one-pair-at-a-
 time formulation, so the hierarchy is bit-identical to it (tests/test_proposals.py keeps that
 formulation as the reference).
 """

@@ -223,6 +223,10 @@ def _print_node_table(result: dict) -> None:
           f"answers agree: {result['answers']['agree']}")
 
 
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def _print_table(runs: list[dict]) -> None:
     """Medians in ms, one row per measurement; stages in the order the matcher reports them."""
     stages = list(dict.fromkeys(stage for run in runs for stage in run["stages_ms"]))
@@ -233,7 +237,7 @@ def _print_table(runs: list[dict]) -> None:
         rows.append([run["config"], str(run["queries"]), str(run["candidates"])]
                     + [f"{run['stages_ms'][s]['median']:.1f}" if s in run["stages_ms"] else "-" for s in stages]
                     + [f"{run['stage_sum_ms']['median']:.1f}", f"{e2e['median']:.1f} ({e2e['p10']:.0f}-{e2e['p90']:.0f})",
-                       "-" if run["outside_networks_fraction"] is None else f"{100 * run['outside_networks_fraction']:.1f}%",
+                       _percent(run["outside_networks_fraction"]),
                        f"{run['peak_rss_mb']:.0f}"])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
